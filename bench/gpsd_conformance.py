@@ -1,0 +1,129 @@
+"""Compare the HAL's fixes with gpsd's decoded output for every recorded receiver log.
+
+For each NAME.log in the traces directory, the reference is NAME.log.chk: gpsd's TPV
+reports that have a time, lat, lon and mode >= 2, keeping the last report of each time
+(gpsd sends several TPVs per epoch as sentences arrive). The HAL's fixes are deduplicated
+the same way (a log whose time goes backwards repeats times). A fix matches a report when
+their times are equal modulo 1024 GPS weeks (gpsd shifts some old receivers' dates by one
+week rollover) and lat and lon agree within 1e-6 degrees.
+
+Columns: reports (gpsd epochs), fixes (ours, before deduplication), matched, missed
+(reports without a matching fix), extra (fixes without a matching report), tail (extras
+after gpsd's last report: gpsd reports an epoch once its cycle-ending sentence arrives, so
+it never reports a log's last epoch, which the HAL flushes at end of stream), posdiff (same
+time, position differs; counted in both missed and extra), modediff (matched, but 2D/3D
+differs). -v lists every extra, missed, posdiff and modediff.
+
+Usage: python bench/gpsd_conformance.py [TRACES_DIR] [-v]
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from pathlib import Path
+
+from tcu.firmware.errors import TcuError
+from tcu.firmware.fix import Fix
+from tcu.hal import iter_fixes
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
+ROLLOVER_MS = 1024 * 7 * 86_400_000
+TOLERANCE_E7 = 10  # 1e-6 degree
+COLUMNS = ("reports", "fixes", "matched", "missed", "extra", "tail", "posdiff", "modediff")
+
+
+def parse_time(text: str) -> int:
+    """ISO 8601 UTC ("2017-01-10T00:09:41.000Z") to Unix milliseconds."""
+    when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return round(when.timestamp() * 1000)
+
+
+def reference(chk: Path) -> dict[int, tuple[int, int, int]]:
+    """gpsd's fixes by time modulo 1024 weeks: (lat_e7, lon_e7, mode), last TPV per time."""
+    out: dict[int, tuple[int, int, int]] = {}
+    for line in chk.read_bytes().splitlines():
+        if not line.startswith(b'{"class":"TPV"'):
+            continue
+        try:
+            tpv = json.loads(line)
+        except ValueError:
+            continue
+        if tpv.get("mode", 0) < 2 or not {"time", "lat", "lon"} <= tpv.keys():
+            continue
+        key = parse_time(tpv["time"]) % ROLLOVER_MS
+        out[key] = (round(tpv["lat"] * 1e7), round(tpv["lon"] * 1e7), tpv["mode"])
+    return out
+
+
+def compare(log: Path, verbose: bool = False) -> dict[str, int]:
+    """Row of the table for one log."""
+    ref = reference(Path(str(log) + ".chk"))
+    row = dict.fromkeys(COLUMNS, 0)
+    row["reports"] = len(ref)
+    ours: dict[int, Fix] = {}
+    for fix in iter_fixes(str(log)):
+        row["fixes"] += 1
+        ours[fix.time_ms % ROLLOVER_MS] = fix  # like gpsd's side: the last fix of a time
+    matched: set[int] = set()
+    last_report = max(ref, default=-1)
+    for key, fix in sorted(ours.items()):
+        want = ref.get(key)
+        if want is None:
+            row["extra"] += 1
+            row["tail"] += key > last_report
+            if verbose:
+                print("  extra  ", log.name, fix)
+            continue
+        if abs(want[0] - fix.lat_e7) > TOLERANCE_E7 or abs(want[1] - fix.lon_e7) > TOLERANCE_E7:
+            row["posdiff"] += 1
+            row["extra"] += 1
+            if verbose:
+                print("  posdiff", log.name, fix, want)
+            continue
+        matched.add(key)
+        row["matched"] += 1
+        if want[2] != fix.mode:
+            row["modediff"] += 1
+            if verbose:
+                print("  mode   ", log.name, fix, "gpsd mode", want[2])
+    row["missed"] = row["reports"] - row["matched"]
+    if verbose:
+        for key in sorted(set(ref) - matched):
+            print("  missed ", log.name, key, ref[key])
+    return row
+
+
+def main(argv: list[str]) -> int:
+    verbose = "-v" in argv
+    args = [a for a in argv if a != "-v"]
+    traces = Path(args[0]) if args else TRACES
+    logs = sorted(p for p in traces.glob("*.log") if Path(str(p) + ".chk").exists())
+    if not logs:
+        print("no .log/.chk pairs in %s" % traces, file=sys.stderr)
+        return 1
+    skipped = sorted(p.name for p in traces.glob("*.log") if p not in logs)
+    width = max(len(p.name) for p in logs)
+    header = "%-*s " % (width, "log") + " ".join("%8s" % c for c in COLUMNS)
+    print(header)
+    print("-" * len(header))
+    totals = dict.fromkeys(COLUMNS, 0)
+    for log in logs:
+        try:
+            row = compare(log, verbose)
+        except TcuError as exc:
+            print("%-*s error: %s" % (width, log.name, exc))
+            continue
+        for c in COLUMNS:
+            totals[c] += row[c]
+        print("%-*s " % (width, log.name) + " ".join("%8d" % row[c] for c in COLUMNS))
+    print("-" * len(header))
+    print("%-*s " % (width, "TOTAL") + " ".join("%8d" % totals[c] for c in COLUMNS))
+    if skipped:
+        print("skipped (no .chk): %s" % ", ".join(skipped))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

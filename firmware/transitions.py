@@ -1,0 +1,89 @@
+"""Everything that moves a location session from one state to another lives in this file.
+
+A session of a service is IDLE (no session: nothing sampled, nothing kept), HELD (tracking
+while its trigger input is held) or LATCHED (running to its own bound whatever the input
+does). The table maps (service mode, state, input) to (effect, next state); a pair that is
+not in the table is a bug and raises. The README's state diagram is generated from TABLE.
+"""
+
+from .errors import TcuError
+from .services import RUN_TO_BOUND, WHILE_HELD
+
+IDLE = "idle"
+HELD = "held"
+LATCHED = "latched"
+
+# Inputs
+ON = "trigger_on"
+OFF = "trigger_off"
+TIME_UP = "time_bound"
+SAMPLES_DONE = "sample_bound"
+CANCEL = "occupant_cancel"
+SHUTDOWN = "shutdown"
+
+# Effects
+NOTHING = None
+START = "start"
+END = "end"
+REFUSE = "refuse"
+
+# End reasons, wire codes of the session end message.
+REASON_CLEARED = 1
+REASON_TIME_BOUND = 2
+REASON_SAMPLE_BOUND = 3
+REASON_CANCELLED = 4
+REASON_SHUTDOWN = 5
+REASON_NAMES = {
+    REASON_CLEARED: "trigger_cleared",
+    REASON_TIME_BOUND: "time_bound",
+    REASON_SAMPLE_BOUND: "sample_bound",
+    REASON_CANCELLED: "cancelled",
+    REASON_SHUTDOWN: "shutdown",
+}
+END_REASON_OF_INPUT = {
+    OFF: REASON_CLEARED,
+    TIME_UP: REASON_TIME_BOUND,
+    SAMPLES_DONE: REASON_SAMPLE_BOUND,
+    CANCEL: REASON_CANCELLED,
+    SHUTDOWN: REASON_SHUTDOWN,
+}
+
+
+def _active_rows(state: str, off: "tuple", cancel: "tuple") -> dict:
+    return {
+        (state, ON): (NOTHING, state),
+        (state, OFF): off,
+        (state, TIME_UP): (END, IDLE),
+        (state, SAMPLES_DONE): (END, IDLE),
+        (state, CANCEL): cancel,
+        (state, SHUTDOWN): (END, IDLE),
+    }
+
+
+_IDLE_ROWS = {
+    (IDLE, OFF): (NOTHING, IDLE),
+    (IDLE, CANCEL): (REFUSE, IDLE),
+    (IDLE, SHUTDOWN): (NOTHING, IDLE),
+}
+
+# (mode, may the occupant cancel) -> {(state, input): (effect, next state)}
+TABLE = {}  # type: dict
+for _mode, _state in ((WHILE_HELD, HELD), (RUN_TO_BOUND, LATCHED)):
+    _off = (END, IDLE) if _mode == WHILE_HELD else (NOTHING, LATCHED)
+    for _cancellable in (True, False):
+        _rows = {(IDLE, ON): (START, _state)}  # type: dict
+        _rows.update(_IDLE_ROWS)
+        _rows.update(_active_rows(_state, _off, (END, IDLE) if _cancellable else (REFUSE, _state)))
+        TABLE[(_mode, _cancellable)] = _rows
+
+
+class TransitionError(TcuError):
+    """An input arrived in a state that the table has no row for."""
+
+
+def step(mode: int, cancellable: bool, state: str, event: str) -> "tuple":
+    """(effect, next state) for one input; raises TransitionError for a pair not in TABLE."""
+    row = TABLE[(mode, cancellable)].get((state, event))
+    if row is None:
+        raise TransitionError("no transition from %s on %s" % (state, event))
+    return row

@@ -1,0 +1,181 @@
+"""Assemble decoded NMEA sentences into one ``Fix`` per epoch (one UTC time of day).
+
+A receiver reports each measurement epoch in several sentences (RMC, GGA, GNS, GLL, VTG,
+GSA, ZDA), from one or several talkers (GP, GN, GL, GA, GB, BD, GQ, QZ, ...). None of them
+alone is a complete fix: RMC has the date, speed and course but no altitude; GGA has the
+altitude, quality and satellites but no date. The assembler merges everything that shares a
+time of day, and emits the epoch's Fix when a sentence with another time arrives (or at
+``flush``). Untimed sentences (VTG, GSA) belong to the epoch in progress.
+
+Rules, chosen to be safe for a telematics unit and to match gpsd on the recorded logs
+(bench/gpsd_conformance.py):
+
+* No fix without a known date: from a valid RMC or a ZDA, else carried over from the last
+  dated epoch (stepping one day when the time of day wraps past midnight). gpsd does not
+  report a time without a date either. The date of a void RMC is not trusted: receivers
+  without a fix report their unset clock (mtk-3301.log: 1980-01-05).
+* No fix if any timed sentence of the epoch says there is none (RMC/GLL status V, GGA
+  quality 0, 7 manual or 8 simulator, FAA mode N/M/S, GNS all N), nor from empty or
+  malformed coordinates: never a (0, 0) fix. A GSA "no fix" (type 1) does not veto: GSA
+  has no time and receivers send it before or after the timed sentences of its epoch
+  (quectel.log: the GSA of the next, fixless epoch follows the last valid RMC).
+* Position when sentences disagree: the LAST position-carrying sentence of the epoch wins.
+  That is what gpsd reports (each sentence overwrites its fix and the epoch's last report
+  carries the last one); it matches gpsd on every disagreeing epoch of the logs
+  (ch-4701.log RMC then GGA, humminbird-M37.log GGA/GLL in both orders).
+* mode 3 when a GGA/GNS of the epoch with a fix quality gives an altitude, or a GSA of the
+  epoch says 3D; else 2 (an RMC-only epoch is 2D: it has no altitude).
+* Speed and course come from RMC, else VTG; satellites and HDOP from the last GGA/GNS/GSA.
+* An epoch whose time repeats the previous fix's exactly (its sentences were split by
+  another one) is dropped and counted as "repeated_epoch"; time going backwards (a
+  spliced log, a receiver reset) is reported as it is.
+* A sentence whose content cannot be decoded (pynmea2 or field errors) is counted in
+  ``counts["bad_sentence"]`` and skipped; it never raises.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from tcu.firmware.fix import MODE_2D, MODE_3D, Fix
+
+from .nmea_decode import Report, decode
+
+_DAY_MS = 86_400_000
+_UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
+
+
+class _Epoch:
+    """Everything learnt so far about one time of day."""
+
+    def __init__(self, tod_ms: int | None) -> None:
+        self.tod_ms = tod_ms
+        self.date: datetime.date | None = None
+        self.no_fix = False
+        self.pos: tuple[int, int] | None = None
+        self.alt_cm: int | None = None
+        self.speed_mms: int | None = None
+        self.course_cdeg: int | None = None
+        self.vtg_speed_mms: int | None = None
+        self.vtg_course_cdeg: int | None = None
+        self.sats: int | None = None
+        self.hdop_c: int | None = None
+        self.gsa_mode: int | None = None
+        self.three_d = False
+
+    def add(self, rep: Report) -> None:
+        if rep.date is not None and rep.fix is not False:
+            self.date = rep.date
+        if rep.fix is False:
+            self.no_fix = True
+        if rep.gsa_mode is not None:
+            self.gsa_mode = rep.gsa_mode
+        if rep.lat_e7 is not None and rep.lon_e7 is not None:
+            self.pos = (rep.lat_e7, rep.lon_e7)
+        if rep.kind in ("GGA", "GNS") and rep.fix and rep.alt_cm is not None:
+            self.alt_cm = rep.alt_cm
+            self.three_d = True
+        if rep.kind == "VTG":
+            self.vtg_speed_mms = _latest(rep.speed_mms, self.vtg_speed_mms)
+            self.vtg_course_cdeg = _latest(rep.course_cdeg, self.vtg_course_cdeg)
+        else:
+            self.speed_mms = _latest(rep.speed_mms, self.speed_mms)
+            self.course_cdeg = _latest(rep.course_cdeg, self.course_cdeg)
+        self.sats = _latest(rep.sats, self.sats)
+        self.hdop_c = _latest(rep.hdop_c, self.hdop_c)
+
+
+def _latest(new: int | None, old: int | None) -> int | None:
+    """The newer value unless it is unknown."""
+    return new if new is not None else old
+
+
+def unix_ms(date: datetime.date, tod_ms: int) -> int:
+    """Milliseconds since 1970-01-01T00:00Z for a UTC date and time of day."""
+    return (date.toordinal() - _UNIX_EPOCH_ORDINAL) * _DAY_MS + tod_ms
+
+
+class EpochAssembler:
+    """Feed sentences with ``push``; get back the Fix of each epoch once it is complete."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self._epoch: _Epoch | None = None
+        self._ref: tuple[datetime.date, int] | None = None  # last known (date, tod_ms)
+        self._last_time_ms: int | None = None
+
+    def _count(self, cause: str) -> None:
+        self.counts[cause] = self.counts.get(cause, 0) + 1
+
+    def push(self, sentence: str) -> list[Fix]:
+        """Add one checksum-valid sentence; return the fixes of the epochs it completed."""
+        try:
+            rep = decode(sentence)
+        except (ValueError, TypeError, IndexError, ArithmeticError):
+            self._count("bad_sentence")
+            return []
+        if rep is None:
+            return []
+        out: list[Fix] = []
+        if rep.kind == "ZDA":
+            # ZDA only dates the stream: some receivers send it for the PPS second, not
+            # for the epoch in progress, so it neither opens nor closes an epoch.
+            if rep.date is not None and rep.tod_ms is not None:
+                self._ref = (rep.date, rep.tod_ms)
+            return out
+        if rep.kind == "GLL" and rep.tod_ms is None:
+            return out  # pre-NMEA-2.0 GLL: no time, cannot be placed in an epoch
+        epoch = self._epoch
+        if epoch is None or (rep.kind != "VTG" and rep.kind != "GSA"
+                             and (rep.tod_ms is None or rep.tod_ms != epoch.tod_ms)):
+            # A new time of day, or a position sentence with an empty time (a receiver
+            # without fix): the epoch in progress is complete. An untimed epoch collects
+            # what follows until the next timed sentence, and never gives a fix.
+            out.extend(self.flush())
+            epoch = self._epoch = _Epoch(rep.tod_ms)
+        epoch.add(rep)
+        return out
+
+    def flush(self) -> list[Fix]:
+        """Close the epoch in progress (end of stream); return its Fix if it has one."""
+        epoch, self._epoch = self._epoch, None
+        if epoch is None or epoch.tod_ms is None:
+            return []
+        if epoch.date is not None:
+            self._ref = (epoch.date, epoch.tod_ms)
+        fix = self._make_fix(epoch)
+        if fix is None:
+            return []
+        if self._last_time_ms is not None and fix.time_ms == self._last_time_ms:
+            self._count("repeated_epoch")
+            return []
+        self._last_time_ms = fix.time_ms
+        return [fix]
+
+    def _date_for(self, tod_ms: int) -> datetime.date | None:
+        if self._ref is None:
+            return None
+        date, ref_tod = self._ref
+        if tod_ms - ref_tod < -_DAY_MS // 2:
+            return date + datetime.timedelta(days=1)
+        if tod_ms - ref_tod > _DAY_MS // 2:
+            return date - datetime.timedelta(days=1)
+        return date
+
+    def _make_fix(self, epoch: _Epoch) -> Fix | None:
+        assert epoch.tod_ms is not None
+        if epoch.no_fix or epoch.pos is None:
+            return None
+        date = epoch.date or self._date_for(epoch.tod_ms)
+        if date is None:
+            self._count("no_date")
+            return None
+        three_d = epoch.three_d or epoch.gsa_mode == 3
+        return Fix(
+            unix_ms(date, epoch.tod_ms), epoch.pos[0], epoch.pos[1],
+            mode=MODE_3D if three_d else MODE_2D,
+            alt_cm=epoch.alt_cm,
+            speed_mms=epoch.vtg_speed_mms if epoch.speed_mms is None else epoch.speed_mms,
+            course_cdeg=epoch.vtg_course_cdeg if epoch.course_cdeg is None else epoch.course_cdeg,
+            sats=epoch.sats, hdop_c=epoch.hdop_c,
+        )

@@ -1,0 +1,142 @@
+"""The unit's core: sessions by service, bounds, indicator, and the privacy invariant."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tcu.firmware import services as sv
+from tcu.firmware import transitions as tr
+from tcu.firmware.events import Cancel, FixEvent, Indicator, Publish, Shutdown, Tick, TriggerOff, TriggerOn
+from tcu.firmware.fix import Fix
+from tcu.firmware.unit import Refused, Unit
+from tcu.protocol import messages
+
+T0 = 1_700_000_000_000
+
+
+def fix_at(ms: int) -> Fix:
+    return Fix(ms, 481374300, 115754900, 3, 51900, 13900, 9000, 11, 94)
+
+
+def publishes(actions: list) -> list[messages.Message]:
+    return [messages.decode(a.payload) for a in actions if isinstance(a, Publish)]
+
+
+def feed_fixes(unit: Unit, start_ms: int, seconds: int) -> list:
+    out: list = []
+    for i in range(seconds):
+        now = start_ms + i * 1000
+        timer = unit.next_timer()
+        if timer is not None and timer <= now:
+            out += unit.handle(Tick(), now)
+        out += unit.handle(FixEvent(fix_at(now)), now)
+    return out
+
+
+def test_a_dormant_unit_sends_nothing_and_keeps_no_fix() -> None:
+    unit = Unit()
+    assert feed_fixes(unit, T0, 100) == []
+    assert unit.next_timer() is None and not unit.indicator
+    assert not any(isinstance(getattr(unit, slot), Fix) for slot in Unit.__slots__)
+
+
+def test_crash_reports_at_once_then_every_period_until_its_bound() -> None:
+    unit = Unit()
+    started = unit.handle(TriggerOn(sv.CRASH), T0)
+    assert [type(a) for a in started] == [Publish, Indicator] and started[1].on
+    start = publishes(started)[0]
+    assert (start.type, start.purpose, start.trigger, start.time) == (
+        messages.T_SESSION_START, sv.P_CRASH_NOTIFICATION, sv.CRASH, T0 // 1000)
+    assert unit.handle(TriggerOff(sv.CRASH), T0 + 500) == []  # the airbag input clearing changes nothing
+    msgs = publishes(feed_fixes(unit, T0 + 1000, 700))
+    reports = [m for m in msgs if m.located]
+    assert reports[0].dt == 1  # the first fix after the trigger
+    assert [b.dt - a.dt for a, b in zip(reports, reports[1:], strict=False)] == [2] * (len(reports) - 1)
+    assert reports[-1].dt < 600 and msgs[-1].type == messages.T_SESSION_END
+    assert msgs[-1].reason == tr.REASON_TIME_BOUND and not unit.indicator and not unit.sessions
+
+
+def test_theft_tracking_follows_the_alarm_input() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.THEFT), T0)
+    msgs = publishes(feed_fixes(unit, T0, 35))
+    assert [m.dt for m in msgs if m.located] == [0, 10, 20, 30]
+    ended = unit.handle(TriggerOff(sv.THEFT), T0 + 35000)
+    assert publishes(ended)[0].reason == tr.REASON_CLEARED
+    assert isinstance(ended[-1], Indicator) and not ended[-1].on
+    assert feed_fixes(unit, T0 + 36000, 30) == []
+
+
+def test_roadside_sends_one_position_without_motion_and_ends() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.ROADSIDE), T0)
+    out = feed_fixes(unit, T0, 5)
+    msgs = publishes(out)
+    assert [m.type for m in msgs] == [messages.T_REPORT, messages.T_SESSION_END]
+    assert msgs[0].speed_kmh is None and msgs[0].course_2deg is None and msgs[0].ext == {}
+    assert msgs[1].reason == tr.REASON_SAMPLE_BOUND
+    assert len(out[0].payload) <= 16
+
+
+def test_fields_follow_the_purpose() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.CRASH), T0)
+    crash = publishes(unit.handle(FixEvent(fix_at(T0)), T0))[0]
+    assert crash.speed_kmh == 50 and crash.course_2deg == 45
+    assert crash.ext == {messages.EXT_ALT_M: 519, messages.EXT_MODE: 3, messages.EXT_SATS: 11, messages.EXT_HDOP_D: 9}
+    unit = Unit()
+    unit.handle(TriggerOn(sv.THEFT), T0)
+    theft = publishes(unit.handle(FixEvent(fix_at(T0)), T0))[0]
+    assert theft.speed_kmh == 50 and theft.ext == {}
+
+
+def test_the_occupant_cannot_cancel_a_crash_session_but_can_cancel_sos() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.CRASH), T0)
+    with pytest.raises(Refused, match="cannot cancel"):
+        unit.handle(Cancel(sv.CRASH), T0 + 1000)
+    assert sv.CRASH in unit.sessions
+    unit.handle(TriggerOn(sv.SOS), T0)
+    assert publishes(unit.handle(Cancel(sv.SOS), T0 + 1000))[0].reason == tr.REASON_CANCELLED
+
+
+def test_shutdown_ends_every_session() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.CRASH), T0)
+    unit.handle(TriggerOn(sv.THEFT), T0)
+    msgs = publishes(unit.handle(Shutdown(), T0 + 5000))
+    assert sorted(m.reason for m in msgs) == [tr.REASON_SHUTDOWN] * 2 and not unit.sessions
+
+
+def test_every_active_state_answers_every_input_and_unknown_pairs_raise() -> None:
+    inputs = (tr.ON, tr.OFF, tr.TIME_UP, tr.SAMPLES_DONE, tr.CANCEL, tr.SHUTDOWN)
+    for (mode, _), table in tr.TABLE.items():
+        active = tr.HELD if mode == sv.WHILE_HELD else tr.LATCHED
+        assert all((active, event) in table for event in inputs)
+    with pytest.raises(tr.TransitionError):
+        tr.step(sv.WHILE_HELD, False, tr.IDLE, tr.TIME_UP)
+
+
+events = st.lists(st.tuples(
+    st.sampled_from(["on", "off", "fix", "tick", "cancel"]),
+    st.sampled_from(sorted(sv.TRIGGER_NAMES)), st.integers(0, 30_000)), max_size=60)
+
+
+@settings(max_examples=300)
+@given(events)
+def test_no_located_uplink_outside_a_session(script: list[tuple[str, int, int]]) -> None:
+    unit, now = Unit(), T0
+    for op, kind, step in script:
+        now += step
+        active_before = bool(unit.sessions)
+        try:
+            event = {"on": TriggerOn(kind), "off": TriggerOff(kind), "fix": FixEvent(fix_at(now)),
+                     "tick": Tick(), "cancel": Cancel(kind)}[op]
+            actions = unit.handle(event, now)
+        except Refused:
+            continue
+        located = [a for a in actions if isinstance(a, Publish) and a.located]
+        if located:
+            assert op == "fix" and active_before
+        assert unit.indicator == bool(unit.sessions)

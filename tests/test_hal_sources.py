@@ -1,0 +1,205 @@
+"""Sources: trace files byte for byte minus comments, live serial ports, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+from pathlib import Path
+
+import pytest
+from tcu.firmware.errors import SourceError
+from tcu.firmware.fix import Fix
+from tcu.hal import iter_fixes
+from tcu.hal.sources import CHUNK, SerialSource, TraceFile, open_source
+from tcu.tools import fixes_cmd
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
+EXCERPT = Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log"
+
+
+def read_all(source: TraceFile | SerialSource) -> bytes:
+    out = b""
+    while chunk := source.read():
+        out += chunk
+    return out
+
+
+def test_trace_file_drops_comment_lines_and_keeps_every_other_byte(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b"# header\r\n$GPA*00\r\n#\n\x00\xff# not a comment\n"
+                     b"$GPB*00 # nor this\r# lines end at LF\n\r\n#last, no newline")
+    with open_source(str(path)) as source:
+        assert isinstance(source, TraceFile)
+        assert read_all(source) == (b"$GPA*00\r\n\x00\xff# not a comment\n"
+                                    b"$GPB*00 # nor this\r# lines end at LF\n\r\n")
+        assert source.read() == b""
+
+
+def test_trace_file_long_lines_are_split_but_not_mistaken_for_comments(tmp_path: Path) -> None:
+    binary = b"\xb5b" + b"x" * (CHUNK - 2) + b"#" + b"y" * CHUNK + b"\n"
+    comment = b"#" + b"c" * (3 * CHUNK) + b"\n"
+    path = tmp_path / "t.log"
+    path.write_bytes(binary + comment + b"$GPZ*00\n")
+    with open_source(str(path)) as source:
+        assert read_all(source) == binary + b"$GPZ*00\n"
+
+
+def test_context_manager_closes(tmp_path: Path) -> None:
+    path = tmp_path / "t.log"
+    path.write_bytes(b"$GPA*00\n")
+    with open_source(str(path)) as source:
+        pass
+    with pytest.raises(SourceError):
+        source.read()
+
+
+def test_missing_file_names_it() -> None:
+    with pytest.raises(SourceError, match="no-such-trace.log"):
+        open_source("/nonexistent/no-such-trace.log")
+    with pytest.raises(SourceError, match="no-such-trace.log"):
+        iter_fixes("/nonexistent/no-such-trace.log")  # at the call, not at first next()
+
+
+def test_missing_device_names_it() -> None:
+    with pytest.raises(SourceError, match="/dev/ttyNOSUCH0"):
+        open_source("/dev/ttyNOSUCH0", 4800)
+
+
+def test_directory_is_not_a_source(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=str(tmp_path)):
+        open_source(str(tmp_path))
+
+
+def test_unreachable_url_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match="socket://127.0.0.1:1"):
+        open_source("socket://127.0.0.1:1")
+
+
+def test_loop_url_reads_back_what_is_written() -> None:
+    with open_source("loop://", 115200) as source:
+        assert isinstance(source, SerialSource)
+        source._port.write(b"$GPA*00\r\n")
+        assert read_all(source) == b"$GPA*00\r\n"  # then the read timeout gives b""
+
+
+def test_trace_fixes_through_iter_fixes() -> None:
+    fixes = list(iter_fixes(str(EXCERPT)))
+    assert [f.time_ms for f in fixes] == [1155179338000, 1155179339000, 1155179340000]
+
+
+class Pty:
+    """A real pseudo-terminal: the HAL opens the slave path as a serial device."""
+
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        self.path = os.ttyname(self.slave)
+
+    def write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.master, view[:1024]):]
+
+    def close(self) -> None:
+        for fd in (self.master, self.slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def receiver_bytes(path: Path) -> bytes:
+    """What the receiver sent: the trace minus its comment lines."""
+    with open_source(str(path)) as source:
+        return read_all(source)
+
+
+def take(path: str, count: int, feed: bytes, pty: Pty) -> list[Fix]:
+    """Open ``path`` live, write ``feed`` to the pty in a thread, collect ``count`` fixes."""
+    got: list[Fix] = []
+    with iter_fixes(path, 9600) as fixes:
+        assert fixes.is_live
+        writer = threading.Thread(target=pty.write_all, args=(feed,), daemon=True)
+        writer.start()
+        # Watchdog: closing the port makes a stuck read raise instead of hanging the test.
+        watchdog = threading.Timer(20, fixes.close)
+        watchdog.start()
+        try:
+            for fix in fixes:
+                got.append(fix)
+                if len(got) == count:
+                    break
+        finally:
+            watchdog.cancel()
+            writer.join(5)
+    return got
+
+
+def test_real_pty_serial_gives_the_same_fixes_as_the_trace() -> None:
+    expected = list(iter_fixes(str(EXCERPT)))
+    pty = Pty()
+    try:
+        got = take(pty.path, len(expected), receiver_bytes(EXCERPT), pty)
+    finally:
+        pty.close()
+    assert got == expected  # the last epoch comes out on the idle timeout
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
+def test_real_pty_with_binary_frames_from_a_real_log() -> None:
+    log = TRACES / "ac12_binary.log"  # Ashtech: NMEA with binary $PASHR,MCA frames
+    expected = list(iter_fixes(str(log)))
+    assert len(expected) >= 4
+    pty = Pty()
+    try:
+        got = take(pty.path, len(expected), receiver_bytes(log), pty)
+    finally:
+        pty.close()
+    assert got == expected
+
+
+def test_unplugged_device_raises_source_error() -> None:
+    pty = Pty()
+    try:
+        with open_source(pty.path) as source:
+            os.write(pty.master, b"$GPA*00\r\n")
+            assert source.read().startswith(b"$")
+            os.close(pty.master)  # the receiver goes away
+            with pytest.raises(SourceError, match=pty.path):
+                while True:
+                    source.read()
+    finally:
+        pty.close()
+
+
+def fixes_cli(*argv: str) -> int:
+    """`tcu fixes` through its own register()/run(), without the rest of the CLI."""
+    parser = argparse.ArgumentParser(prog="tcu")
+    fixes_cmd.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["fixes", *argv])
+    return int(args.run(args))
+
+
+def test_fixes_command_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    assert fixes_cli(str(EXCERPT), "--json") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert json.loads(lines[0]) == {"time": "2006-08-10T03:08:58.000Z", "lat": 49.1308885,
+                                    "lon": -122.7199572, "alt": 516.7, "speed": 0.54,
+                                    "course": 323.14, "mode": 3}
+    assert len(lines) == 3
+
+
+def test_fixes_command_text_and_unknown_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    trace = tmp_path / "rmc.log"
+    trace.write_bytes(b"$GPRMC,123519,A,4807.038,N,01131.000,E,,,230394,003.1,W*66\r\n")
+    assert fixes_cli(str(trace)) == 0
+    assert capsys.readouterr().out == "1994-03-23T12:35:19.000Z  2D  48.1173000 11.5166667\n"
+    assert fixes_cli(str(trace), "--json") == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["alt"] is None and line["speed"] is None and line["mode"] == 2
+
+
+def test_fixes_command_lets_source_errors_propagate() -> None:
+    with pytest.raises(SourceError, match="missing.log"):
+        fixes_cli("/nonexistent/missing.log", "--baud", "4800")

@@ -1,0 +1,96 @@
+"""`tcu fixes`: print the fixes the HAL decodes from a trace or a live receiver.
+
+Like gpsd's gpspipe, it shows what the unit would see, one line per fix: human-readable,
+or with --json one JSON object per line for scripts (time, lat, lon, alt, speed, course,
+mode; unknown values are null). Lines are flushed one by one for live sources so a pipe
+sees each fix as it arrives.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from typing import Any
+
+from tcu.firmware.fix import Fix
+from tcu.hal import iter_fixes
+
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+
+
+def iso_time(time_ms: int) -> str:
+    """Unix milliseconds to ISO 8601 UTC with milliseconds: 2017-01-10T00:09:41.000Z."""
+    seconds, millis = divmod(time_ms, 1000)
+    when = _EPOCH + datetime.timedelta(seconds=seconds)
+    return when.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % millis
+
+
+def _scaled(value: int | None, scale: int) -> float | None:
+    return None if value is None else value / scale
+
+
+def fix_to_json(fix: Fix) -> dict[str, Any]:
+    """The --json object of one fix (units: degrees, metres, m/s)."""
+    return {
+        "time": iso_time(fix.time_ms),
+        "lat": fix.lat_e7 / 10_000_000,
+        "lon": fix.lon_e7 / 10_000_000,
+        "alt": _scaled(fix.alt_cm, 100),
+        "speed": _scaled(fix.speed_mms, 1000),
+        "course": _scaled(fix.course_cdeg, 100),
+        "mode": fix.mode,
+    }
+
+
+def fix_to_text(fix: Fix) -> str:
+    """One human-readable line; unknown values are left out."""
+    parts = [iso_time(fix.time_ms), "%dD" % fix.mode,
+             "%.7f %.7f" % (fix.lat_e7 / 1e7, fix.lon_e7 / 1e7)]
+    if fix.alt_cm is not None:
+        parts.append("alt %.2f m" % (fix.alt_cm / 100))
+    if fix.speed_mms is not None:
+        parts.append("speed %.3f m/s" % (fix.speed_mms / 1000))
+    if fix.course_cdeg is not None:
+        parts.append("course %.2f deg" % (fix.course_cdeg / 100))
+    if fix.sats is not None:
+        parts.append("sats %d" % fix.sats)
+    if fix.hdop_c is not None:
+        parts.append("hdop %.2f" % (fix.hdop_c / 100))
+    return "  ".join(parts)
+
+
+def _baudrate(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError("not a baud rate: %r" % text)
+    return value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "fixes", help="print the fixes decoded from a trace file or a live receiver")
+    parser.add_argument("source", help="a trace file (gpsd .log), a serial device "
+                                       "(/dev/ttyUSB0) or a pyserial URL (socket://HOST:PORT)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--baud", type=_baudrate, metavar="N",
+                        help="serial baud rate (default 9600; ignored for trace files)")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print every fix of args.source; SourceError propagates to the CLI (exit 2)."""
+    out = sys.stdout
+    with iter_fixes(args.source, args.baud) as fixes:
+        for fix in fixes:
+            if args.json:
+                out.write(json.dumps(fix_to_json(fix)) + "\n")
+            else:
+                out.write(fix_to_text(fix) + "\n")
+            if fixes.is_live:
+                out.flush()
+    return 0

@@ -1,0 +1,75 @@
+"""Decoded uplinks as JSON-ready dicts, for `tcu replay --jsonl`, the backend and the demo.
+
+A located report carries its time relative to its session's start; the view remembers each
+session's start (per unit) to give every report an absolute ISO 8601 UTC time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES
+from tcu.firmware.transitions import REASON_NAMES
+from tcu.protocol import messages
+
+
+def iso_utc(unix_s: float) -> str:
+    return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class UplinkView:
+    """Turns uplink payloads into dicts; keeps (unit, sid) -> session start for reports."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[tuple[str, int], messages.Message] = {}
+
+    def describe(self, payload: bytes, unit: str = "") -> dict[str, Any]:
+        msg = messages.decode(payload)
+        key = (unit, msg.sid)
+        if msg.type == messages.T_SESSION_START:
+            self._sessions[key] = msg
+        start = self._sessions.get(key)
+        out: dict[str, Any] = {
+            "type": messages.TYPE_NAMES[msg.type],
+            "seq": msg.seq,
+            "session": msg.sid,
+            "trigger": TRIGGER_NAMES.get(start.trigger, str(start.trigger)) if start and start.trigger else None,
+            "purpose": _purpose(msg.purpose if msg.purpose is not None else start.purpose if start else None),
+            "bytes": len(payload),
+        }
+        if unit:
+            out["unit"] = unit
+        if msg.type == messages.T_REPORT:
+            out.update(_located(msg, start))
+        else:
+            out["time"] = iso_utc(msg.time or 0)
+        if msg.type == messages.T_SESSION_END:
+            out["reason"] = REASON_NAMES.get(msg.reason or 0, str(msg.reason))
+            self._sessions.pop(key, None)
+        return out
+
+
+def _purpose(code: int | None) -> str | None:
+    return None if code is None else PURPOSE_NAMES.get(code, str(code))
+
+
+def _located(msg: messages.Message, start: messages.Message | None) -> dict[str, Any]:
+    assert msg.lat_e7 is not None and msg.lon_e7 is not None and msg.dt is not None
+    out: dict[str, Any] = {
+        # Without its session start (joined late) a report has no absolute time.
+        "time": iso_utc(start.time + msg.dt) if start and start.time is not None else None,
+        "lat": msg.lat_e7 / 1e7,
+        "lon": msg.lon_e7 / 1e7,
+    }
+    if msg.speed_kmh is not None:
+        out["speed"] = round(msg.speed_kmh / 3.6, 2)
+    if msg.course_2deg is not None:
+        out["course"] = msg.course_2deg * 2
+    names = {messages.EXT_ALT_M: "alt", messages.EXT_SATS: "sats", messages.EXT_MODE: "mode"}
+    for key, value in msg.ext.items():
+        if key == messages.EXT_HDOP_D:
+            out["hdop"] = value / 10
+        else:
+            out[names[key]] = value
+    return out
