@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from types import TracebackType
 
+from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 
 from .framer import NmeaFramer
@@ -33,15 +34,25 @@ class FixStream:
         self.assembler = EpochAssembler()
         self._ready: deque[Fix] = deque()
         self._done = False
+        self._pending_error: SourceError | None = None
 
     def __iter__(self) -> FixStream:
         return self
 
     def __next__(self) -> Fix:
         while not self._ready:
+            if self._pending_error is not None:
+                error, self._pending_error = self._pending_error, None
+                raise error
             if self._done:
                 raise StopIteration
-            chunk = self.source.read()
+            try:
+                chunk = self.source.read()
+            except SourceError as err:
+                # The device went away: hand out the epoch already received, then the error.
+                self._ready.extend(self.assembler.flush())
+                self._pending_error = err
+                continue
             if not chunk:
                 self._ready.extend(self.assembler.flush())
                 if not self.is_live:

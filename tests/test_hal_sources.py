@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -203,3 +206,25 @@ def test_fixes_command_text_and_unknown_values(capsys: pytest.CaptureFixture[str
 def test_fixes_command_lets_source_errors_propagate() -> None:
     with pytest.raises(SourceError, match="missing.log"):
         fixes_cli("/nonexistent/missing.log", "--baud", "4800")
+
+
+def test_socket_url_streams_every_fix_then_reports_the_disconnect(traces: Path) -> None:
+    """A receiver behind `socket://` (ser2net, a phone app): every epoch sent before the peer
+    hangs up is a fix, the last one included; the hang-up is a clear error, not a traceback."""
+    data = (traces / "ublox-8.log").read_bytes()
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+
+        def serve() -> None:
+            conn, _ = server.accept()
+            conn.sendall(data)
+            conn.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        url = "socket://127.0.0.1:%d" % server.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "fixes", url, "--json"],
+                                capture_output=True, text=True, timeout=30)
+    expected = list(iter_fixes(str(traces / "ublox-8.log")))
+    assert len(result.stdout.splitlines()) == len(expected) == 72
+    assert result.returncode == 2 and "disconnected" in result.stderr and "Traceback" not in result.stderr
