@@ -41,6 +41,15 @@ class FixEvent:
         self.fix = fix
 
 
+class Downlink:
+    """A message arrived on the unit's downlink topic: a COSE-protected command, or a forgery."""
+
+    __slots__ = ("payload",)
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+
+
 class Tick:
     """Time passed: the unit's timer (next_timer()) is due."""
 
@@ -64,6 +73,16 @@ class Publish:
         self.sid = sid
         self.seq = seq
         self.located = located
+
+
+class PersistCounter:
+    """Store the last accepted command counter durably BEFORE carrying out later actions:
+    after a restart the unit must still refuse every command up to it."""
+
+    __slots__ = ("counter",)
+
+    def __init__(self, counter: int) -> None:
+        self.counter = counter
 
 
 class Indicator:

@@ -8,8 +8,14 @@ THEFT = 2
 SOS = 3
 ROADSIDE = 4
 ASSIST = 5
-TRIGGER_NAMES = {CRASH: "crash", THEFT: "theft", SOS: "sos", ROADSIDE: "roadside", ASSIST: "assist"}
-TRIGGERS_BY_NAME = {name: code for code, name in TRIGGER_NAMES.items()}
+STOLEN = 6  # an authenticated backend command: stolen-vehicle tracking
+LAWFUL = 7  # an authenticated backend command: a lawful request
+TRIGGER_NAMES = {
+    CRASH: "crash", THEFT: "theft", SOS: "sos", ROADSIDE: "roadside", ASSIST: "assist",
+    STOLEN: "stolen", LAWFUL: "lawful",
+}
+LOCAL_TRIGGERS = (CRASH, THEFT, SOS, ROADSIDE, ASSIST)  # inputs a person or the car can raise
+TRIGGERS_BY_NAME = {TRIGGER_NAMES[code]: code for code in LOCAL_TRIGGERS}
 
 # Purposes (why location is disclosed), wire codes.
 P_CRASH_NOTIFICATION = 1
@@ -17,12 +23,16 @@ P_THEFT_TRACKING = 2
 P_EMERGENCY_CALL = 3
 P_ROADSIDE_ASSISTANCE = 4
 P_ROUTE_ASSISTANCE = 5
+P_STOLEN_VEHICLE_TRACKING = 6
+P_LAWFUL_REQUEST = 7
 PURPOSE_NAMES = {
     P_CRASH_NOTIFICATION: "crash_notification",
     P_THEFT_TRACKING: "theft_tracking",
     P_EMERGENCY_CALL: "emergency_call",
     P_ROADSIDE_ASSISTANCE: "roadside_assistance",
     P_ROUTE_ASSISTANCE: "route_assistance",
+    P_STOLEN_VEHICLE_TRACKING: "stolen_vehicle_tracking",
+    P_LAWFUL_REQUEST: "lawful_request",
 }
 
 # Fields a purpose may send, as bits: position and time are the minimum of any report.
@@ -34,6 +44,7 @@ F_QUALITY = 8  # fix mode, satellites, HDOP
 # What ends a session besides its bounds.
 RUN_TO_BOUND = 0  # the trigger latches: releasing the input does not end it (crash)
 WHILE_HELD = 1  # tracking follows the input: it ends when the input clears (theft alarm)
+REMOTE = 2  # started and ended only by authenticated backend commands, or its bound
 
 
 class Service:
@@ -71,6 +82,9 @@ def default_services() -> "dict[int, Service]":
         THEFT: Service(THEFT, P_THEFT_TRACKING, 10, 4 * 3600, 1500, F_POSITION | F_MOTION, 1, WHILE_HELD, False),
         ROADSIDE: Service(ROADSIDE, P_ROADSIDE_ASSISTANCE, 0, 120, 1, F_POSITION, 2, RUN_TO_BOUND, True),
         ASSIST: Service(ASSIST, P_ROUTE_ASSISTANCE, 0, 120, 1, F_POSITION, 2, RUN_TO_BOUND, True),
+        STOLEN: Service(STOLEN, P_STOLEN_VEHICLE_TRACKING, 30, 72 * 3600, 9000, F_POSITION | F_MOTION, 1, REMOTE,
+                        False),
+        LAWFUL: Service(LAWFUL, P_LAWFUL_REQUEST, 60, 24 * 3600, 1500, F_POSITION, 1, REMOTE, False),
     }
 
 

@@ -2,16 +2,18 @@
 
 A session of a service is IDLE (no session: nothing sampled, nothing kept), HELD (tracking
 while its trigger input is held) or LATCHED (running to its own bound whatever the input
-does). The table maps (service mode, state, input) to (effect, next state); a pair that is
+does), or REMOTE (started and ended by authenticated backend commands or its bound).
+The table maps (service mode, state, input) to (effect, next state); a pair that is
 not in the table is a bug and raises. The README's state diagram is generated from TABLE.
 """
 
 from .errors import TcuError
-from .services import RUN_TO_BOUND, WHILE_HELD
+from .services import REMOTE, RUN_TO_BOUND, WHILE_HELD
 
 IDLE = "idle"
 HELD = "held"
 LATCHED = "latched"
+REMOTE_ACTIVE = "remote"
 
 # Inputs
 ON = "trigger_on"
@@ -19,6 +21,7 @@ OFF = "trigger_off"
 TIME_UP = "time_bound"
 SAMPLES_DONE = "sample_bound"
 CANCEL = "occupant_cancel"
+REMOTE_CANCEL = "backend_cancel"
 SHUTDOWN = "shutdown"
 
 # Effects
@@ -33,12 +36,14 @@ REASON_TIME_BOUND = 2
 REASON_SAMPLE_BOUND = 3
 REASON_CANCELLED = 4
 REASON_SHUTDOWN = 5
+REASON_BACKEND_CANCELLED = 6
 REASON_NAMES = {
     REASON_CLEARED: "trigger_cleared",
     REASON_TIME_BOUND: "time_bound",
     REASON_SAMPLE_BOUND: "sample_bound",
     REASON_CANCELLED: "cancelled",
     REASON_SHUTDOWN: "shutdown",
+    REASON_BACKEND_CANCELLED: "backend_cancelled",
 }
 END_REASON_OF_INPUT = {
     OFF: REASON_CLEARED,
@@ -46,11 +51,13 @@ END_REASON_OF_INPUT = {
     SAMPLES_DONE: REASON_SAMPLE_BOUND,
     CANCEL: REASON_CANCELLED,
     SHUTDOWN: REASON_SHUTDOWN,
+    REMOTE_CANCEL: REASON_BACKEND_CANCELLED,
 }
 
 
-def _active_rows(state: str, off: "tuple", cancel: "tuple") -> dict:
+def _active_rows(state: str, off: "tuple", cancel: "tuple", remote_cancel: "tuple") -> dict:
     return {
+        (state, REMOTE_CANCEL): remote_cancel,
         (state, ON): (NOTHING, state),
         (state, OFF): off,
         (state, TIME_UP): (END, IDLE),
@@ -63,6 +70,7 @@ def _active_rows(state: str, off: "tuple", cancel: "tuple") -> dict:
 _IDLE_ROWS = {
     (IDLE, OFF): (NOTHING, IDLE),
     (IDLE, CANCEL): (REFUSE, IDLE),
+    (IDLE, REMOTE_CANCEL): (REFUSE, IDLE),
     (IDLE, SHUTDOWN): (NOTHING, IDLE),
 }
 
@@ -73,8 +81,14 @@ for _mode, _state in ((WHILE_HELD, HELD), (RUN_TO_BOUND, LATCHED)):
     for _cancellable in (True, False):
         _rows = {(IDLE, ON): (START, _state)}  # type: dict
         _rows.update(_IDLE_ROWS)
-        _rows.update(_active_rows(_state, _off, (END, IDLE) if _cancellable else (REFUSE, _state)))
+        _rows.update(_active_rows(_state, _off, (END, IDLE) if _cancellable else (REFUSE, _state),
+                                  (REFUSE, _state)))
         TABLE[(_mode, _cancellable)] = _rows
+# A backend-started session: only the backend (or its bound) ends it, never the occupant.
+TABLE[(REMOTE, False)] = dict(_IDLE_ROWS)
+TABLE[(REMOTE, False)][(IDLE, ON)] = (START, REMOTE_ACTIVE)
+TABLE[(REMOTE, False)].update(_active_rows(REMOTE_ACTIVE, (NOTHING, REMOTE_ACTIVE), (REFUSE, REMOTE_ACTIVE),
+                                           (END, IDLE)))
 
 
 class TransitionError(TcuError):

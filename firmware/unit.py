@@ -5,16 +5,29 @@ active is dropped before anything reads its position. Session transitions come f
 transitions.TABLE; this module only applies their effects.
 """
 
+from ..protocol import commands as cmd
 from ..protocol import messages
 from . import transitions as tr
 from .errors import TcuError, UsageError
-from .events import Cancel, FixEvent, Indicator, Publish, Shutdown, Tick, TriggerOff, TriggerOn
-from .services import F_ALTITUDE, F_MOTION, F_QUALITY, default_services
+from .events import (
+    Cancel,
+    Downlink,
+    FixEvent,
+    Indicator,
+    PersistCounter,
+    Publish,
+    Shutdown,
+    Tick,
+    TriggerOff,
+    TriggerOn,
+)
+from .services import F_ALTITUDE, F_MOTION, F_QUALITY, LAWFUL, REMOTE, STOLEN, default_services
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ..protocol.commands import Command, CommandVerifier
     from .fix import Fix
     from .services import Service
 
@@ -26,12 +39,12 @@ class Refused(TcuError):
 class Session:
     __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples")
 
-    def __init__(self, sid: int, service: "Service", state: str, start_ms: int) -> None:
+    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int) -> None:
         self.sid = sid
         self.service = service
         self.state = state
         self.start_ms = start_ms
-        self.end_ms = start_ms + service.bound_s * 1000
+        self.end_ms = end_ms
         self.next_due_ms = start_ms
         self.samples = 0
 
@@ -39,14 +52,19 @@ class Session:
 class Unit:
     """One unit for one boot. Feed it events with `handle(event, now_ms)`."""
 
-    __slots__ = ("services", "sessions", "_next_sid", "_next_seq", "indicator")
+    __slots__ = ("services", "sessions", "_next_sid", "_next_seq", "indicator", "verifier",
+                 "command_counter", "status_interval_s")
 
-    def __init__(self, services: "dict[int, Service] | None" = None) -> None:
+    def __init__(self, services: "dict[int, Service] | None" = None,
+                 verifier: "CommandVerifier | None" = None, command_counter: int = 0) -> None:
         self.services = services if services is not None else default_services()
         self.sessions = {}  # type: dict[int, Session]  # by trigger kind
         self._next_sid = 1
         self._next_seq = 1
         self.indicator = False
+        self.verifier = verifier  # None: the unit accepts no downlink command at all
+        self.command_counter = command_counter  # the last accepted, persisted by the host
+        self.status_interval_s = 300
 
     def next_timer(self) -> "int | None":
         """When the unit next needs a Tick (ms), or None while dormant."""
@@ -65,6 +83,8 @@ class Unit:
                     self._input(session.service, tr.TIME_UP, now_ms, actions)
         elif isinstance(event, (TriggerOn, TriggerOff, Cancel)):
             self._input(self._service(event.kind), _INPUT_OF[type(event)], now_ms, actions)
+        elif isinstance(event, Downlink):
+            self._command(event.payload, now_ms, actions)
         elif isinstance(event, Shutdown):
             for session in self._by_priority():
                 self._input(session.service, tr.SHUTDOWN, now_ms, actions)
@@ -82,27 +102,33 @@ class Unit:
     def _by_priority(self) -> "list[Session]":
         return sorted(self.sessions.values(), key=lambda s: (s.service.priority, s.sid))
 
-    def _input(self, service: "Service", event: str, now_ms: int, actions: list) -> None:
+    def _input(self, service: "Service", event: str, now_ms: int, actions: list,
+               until_ms: "int | None" = None, case: "str | None" = None) -> None:
         session = self.sessions.get(service.trigger)
         state = session.state if session else tr.IDLE
         effect, next_state = tr.step(service.mode, service.occupant_can_cancel, state, event)
         if effect == tr.START:
-            self._start(service, next_state, now_ms, actions)
+            bound_ms = now_ms + service.bound_s * 1000
+            end_ms = bound_ms if until_ms is None else min(until_ms, bound_ms)
+            self._start(service, next_state, now_ms, end_ms, case, actions)
         elif effect == tr.END and session is not None:
             self._end(session, tr.END_REASON_OF_INPUT[event], now_ms, actions)
         elif effect == tr.REFUSE:
-            raise Refused("%s: the occupant cannot cancel this session" % service.name
-                          if session else "%s: no session to cancel" % service.name)
+            if session is None:
+                raise Refused("%s: no session to cancel" % service.name)
+            who = "the occupant" if event == tr.CANCEL else "the backend"
+            raise Refused("%s: %s cannot cancel this session" % (service.name, who))
         elif session is not None:
             session.state = next_state
 
-    def _start(self, service: "Service", state: str, now_ms: int, actions: list) -> None:
-        session = Session(self._next_sid, service, state, now_ms)
+    def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
+               actions: list) -> None:
+        session = Session(self._next_sid, service, state, now_ms, end_ms)
         self._next_sid += 1
         self.sessions[service.trigger] = session
         seq = self._seq()
         payload = messages.encode_session_start(
-            seq, session.sid, service.purpose, now_ms // 1000, service.trigger)
+            seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case)
         actions.append(Publish(payload, service.priority, session.sid, seq, False))
 
     def _end(self, session: Session, reason: int, now_ms: int, actions: list) -> None:
@@ -122,6 +148,60 @@ class Unit:
             session.next_due_ms = now_ms + service.period_s * 1000
             if session.samples >= service.max_samples:
                 self._input(service, tr.SAMPLES_DONE, now_ms, actions)
+
+    def _command(self, payload: bytes, now_ms: int, actions: list) -> None:
+        """Verify, then carry out, one downlink command; a refused one changes nothing."""
+        try:
+            if self.verifier is None:
+                raise cmd.CommandRejected(cmd.R_UNAUTHENTIC, "this unit accepts no commands")
+            command = self.verifier.verify(payload, now_ms // 1000, self.command_counter)
+        except cmd.CommandRejected as err:
+            self._respond(err.counter, messages.RESULT_REJECTED, err.reason, actions)
+            return
+        self.command_counter = command.counter
+        actions.append(PersistCounter(command.counter))  # before any effect: never replayable
+        try:
+            sid = self._execute(command, now_ms, actions)
+        except Refused:
+            self._respond(command.counter, messages.RESULT_REJECTED, cmd.R_POLICY, actions)
+            return
+        self._respond(command.counter, messages.RESULT_ACCEPTED, sid, actions)
+
+    def _execute(self, command: "Command", now_ms: int, actions: list) -> int:
+        """Carry out an authentic command; the session it concerns (0: none), or Refused."""
+        if command.code in (cmd.CMD_TRACK_STOLEN, cmd.CMD_LAWFUL_REQUEST):
+            service = self._service(STOLEN if command.code == cmd.CMD_TRACK_STOLEN else LAWFUL)
+            until_ms = command.args[cmd.ARG_UNTIL] * 1000
+            if until_ms <= now_ms:
+                raise Refused("tracking would end before it starts")
+            session = self.sessions.get(service.trigger)
+            if session is not None:  # a renewed request extends the running session
+                session.end_ms = min(until_ms, session.start_ms + service.bound_s * 1000)
+                return session.sid
+            self._input(service, tr.ON, now_ms, actions, until_ms, command.args[cmd.ARG_CASE])
+            return self.sessions[service.trigger].sid
+        if command.code == cmd.CMD_CONFIGURE:
+            self.status_interval_s = command.args[cmd.ARG_STATUS_INTERVAL]
+            return 0
+        session = self._session_by_id(command.args[cmd.ARG_SESSION])
+        if command.code == cmd.CMD_LOCATE_NOW:
+            session.next_due_ms = now_ms
+        elif session.service.mode != REMOTE:
+            raise Refused("the backend ends only the sessions it started")
+        else:
+            self._input(session.service, tr.REMOTE_CANCEL, now_ms, actions)
+        return session.sid
+
+    def _session_by_id(self, sid: int) -> Session:
+        for session in self.sessions.values():
+            if session.sid == sid:
+                return session
+        raise Refused("no active session %d" % sid)
+
+    def _respond(self, counter: int, result: int, detail: int, actions: list) -> None:
+        seq = self._seq()
+        payload = messages.encode_command_response(seq, counter, result, detail)
+        actions.append(Publish(payload, 1, 0, seq, False))
 
     def _seq(self) -> int:
         seq = self._next_seq

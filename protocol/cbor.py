@@ -5,7 +5,8 @@ the network must refuse what cbor2 accepts by default (indefinite lengths, dupli
 keys, tags, floats, non-shortest integers). The tests check every encoding against cbor2.
 
 Supported: unsigned and negative integers (64-bit), byte and text strings, arrays, maps,
-false/true/null. Encoding is core deterministic (RFC 8949 4.2.1): shortest forms, map keys sorted.
+false/true/null, and a top-level tag where the caller allows it (COSE). Encoding is core
+deterministic (RFC 8949 4.2.1): shortest forms, map keys sorted.
 """
 
 from ..firmware.errors import ProtocolError
@@ -70,6 +71,9 @@ def _encode_into(obj: "Any", out: "list[bytes]") -> None:
         out.append(_head(4, len(obj)))
         for item in obj:
             _encode_into(item, out)
+    elif isinstance(obj, Tagged):
+        out.append(_head(6, obj.tag))
+        _encode_into(obj.value, out)
     elif isinstance(obj, dict):
         # Core deterministic encoding (RFC 8949 4.2.1): keys sorted by their encoded bytes.
         pairs = sorted((encode(key), value) for key, value in obj.items())
@@ -82,12 +86,13 @@ def _encode_into(obj: "Any", out: "list[bytes]") -> None:
 
 
 class _Reader:
-    __slots__ = ("data", "pos", "max_depth")
+    __slots__ = ("data", "pos", "max_depth", "tags")
 
-    def __init__(self, data: bytes, max_depth: int) -> None:
+    def __init__(self, data: bytes, max_depth: int, tags: "tuple[int, ...]") -> None:
         self.data = data
         self.pos = 0
         self.max_depth = max_depth
+        self.tags = tags
 
     def take(self, n: int) -> bytes:
         end = self.pos + n
@@ -136,7 +141,9 @@ class _Reader:
             self._check_count(value, start)
             return self._map(value, depth, start)
         if major == 6:
-            raise DecodeError("tag %d at offset %d: no tags are allowed" % (value, start))
+            if value not in self.tags or depth > 0:
+                raise DecodeError("tag %d at offset %d is not allowed here" % (value, start))
+            return Tagged(value, self.item(depth + 1))
         if value == 20:
             return False
         if value == 21:
@@ -163,15 +170,30 @@ class _Reader:
         return result
 
 
-def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH) -> "Any":
-    """Decode exactly one strict CBOR item from data, refusing anything outside the subset."""
+class Tagged:
+    """A tagged item (only at the top level, only for tags the caller allows: COSE's)."""
+
+    __slots__ = ("tag", "value")
+
+    def __init__(self, tag: int, value: "Any") -> None:
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Tagged) and (self.tag, self.value) == (other.tag, other.value)
+
+
+def decode(data: bytes, max_size: int = DEFAULT_MAX_SIZE, max_depth: int = DEFAULT_MAX_DEPTH,
+           tags: "tuple[int, ...]" = ()) -> "Any":
+    """Decode exactly one strict CBOR item from data, refusing anything outside the subset.
+    A tag is accepted only at the top level and only if it is in `tags`."""
     if not isinstance(data, (bytes, bytearray)):
         raise DecodeError("expected bytes, got %s" % type(data).__name__)
     if len(data) > max_size:
         raise DecodeError("message of %d bytes exceeds the %d-byte cap" % (len(data), max_size))
     if not data:
         raise DecodeError("empty message")
-    reader = _Reader(bytes(data), max_depth)
+    reader = _Reader(bytes(data), max_depth, tags)
     value = reader.item(0)
     if reader.pos != len(data):
         raise DecodeError("%d trailing bytes after the message" % (len(data) - reader.pos))

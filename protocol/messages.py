@@ -5,11 +5,14 @@ head = version * 8 + type, one byte on the wire for types 0..7 of versions 1 and
 Fields are positional because a located report must fit in 24 bytes; optional extras
 travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
 
-  session start  [head, seq, sid, purpose, time, trigger]
+  status         [head, time, state]                                     never a position
+  session start  [head, seq, sid, purpose, time, trigger, ?case]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, ext]
+  located batch  [head, seq, sid, purpose, dt, lat, lon, speed, course, [* dt, lat, lon, speed, course deltas]]
   session end    [head, seq, sid, time, reason]
+  command reply  [head, seq, counter, result, detail]
 
 time: Unix seconds (UTC). dt: seconds since its session's start time, which the session
 start message carries (so a report stays small). lat, lon: degrees * 1e7. speed: km/h,
@@ -26,10 +29,23 @@ if TYPE_CHECKING:
 VERSION = 1
 SUPPORTED_VERSIONS = (1,)
 
+T_STATUS = 0
 T_SESSION_START = 1
 T_REPORT = 2
+T_BATCH = 3
 T_SESSION_END = 4
-TYPE_NAMES = {T_SESSION_START: "session_start", T_REPORT: "report", T_SESSION_END: "session_end"}
+T_COMMAND_RESPONSE = 5
+TYPE_NAMES = {
+    T_STATUS: "status", T_SESSION_START: "session_start", T_REPORT: "report", T_BATCH: "batch",
+    T_SESSION_END: "session_end", T_COMMAND_RESPONSE: "command_response",
+}
+
+STATE_ONLINE = 1  # status bits
+STATE_INDICATOR = 2  # a location session is active
+STATE_GNSS_FIX = 4
+
+RESULT_ACCEPTED = 0
+RESULT_REJECTED = 1
 
 EXT_ALT_M = 1  # altitude above mean sea level, whole metres
 EXT_SATS = 2  # satellites used
@@ -47,7 +63,8 @@ class Message:
 
     __slots__ = (
         "version", "type", "seq", "sid", "purpose", "time", "trigger", "dt",
-        "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason",
+        "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason", "case", "fixes",
+        "state", "counter", "result",
     )
 
     def __init__(self, type_: int, seq: int, sid: int, version: int = VERSION) -> None:
@@ -64,7 +81,12 @@ class Message:
         self.speed_kmh = None  # type: int | None
         self.course_2deg = None  # type: int | None
         self.ext = {}  # type: dict[int, int]
-        self.reason = None  # type: int | None
+        self.reason = None  # type: int | None  # session end reason, command rejection reason
+        self.case = None  # type: str | None
+        self.fixes = []  # type: list[tuple[int, int, int, int, int]]  # batch: (dt, lat, lon, speed, course)
+        self.state = None  # type: int | None
+        self.counter = None  # type: int | None
+        self.result = None  # type: int | None
 
     @property
     def located(self) -> bool:
@@ -75,8 +97,43 @@ def _head(type_: int) -> int:
     return VERSION * 8 + type_
 
 
-def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int) -> bytes:
-    return cbor.encode([_head(T_SESSION_START), seq, sid, purpose, time_s, trigger])
+def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int,
+                         case: "str | None" = None) -> bytes:
+    fields = [_head(T_SESSION_START), seq, sid, purpose, time_s, trigger]  # type: list[Any]
+    if case is not None:
+        fields.append(case)
+    return cbor.encode(fields)
+
+
+def encode_status(time_s: int, state: int) -> bytes:
+    return cbor.encode([_head(T_STATUS), time_s, state])
+
+
+def encode_command_response(seq: int, counter: int, result: int, detail: int) -> bytes:
+    """detail: the session started (or 0) when accepted, the R_* reason when rejected."""
+    return cbor.encode([_head(T_COMMAND_RESPONSE), seq, counter, result, detail])
+
+
+def encode_batch(seq: int, sid: int, purpose: int, fixes: "list[tuple[int, int, int, int, int]]") -> bytes:
+    """A batch of (dt, lat_e7, lon_e7, speed_kmh, course_2deg) tracking fixes, delta coded.
+
+    After the first fix, each is sent as the difference to the previous one, except the
+    position, sent as the residual from a constant-velocity prediction (2*p1 - p0): a car
+    mostly keeps its speed and heading, so residuals fit in one or two bytes.
+    """
+    if not fixes:
+        raise cbor.DecodeError("a batch needs at least one fix")
+    first = fixes[0]
+    deltas = []  # type: list[int]
+    for i in range(1, len(fixes)):
+        prev, cur = fixes[i - 1], fixes[i]
+        base = fixes[i - 2] if i >= 2 else prev
+        deltas.append(cur[0] - prev[0])
+        deltas.append(cur[1] - (2 * prev[1] - base[1]))
+        deltas.append(cur[2] - (2 * prev[2] - base[2]))
+        deltas.append(cur[3] - prev[3])
+        deltas.append((cur[4] - prev[4] + 90) % 180 - 90)
+    return cbor.encode([_head(T_BATCH), seq, sid, purpose] + list(first) + [deltas])
 
 
 def encode_session_end(seq: int, sid: int, time_s: int, reason: int) -> bytes:
@@ -107,31 +164,58 @@ def decode(data: bytes) -> Message:
     version, type_ = head // 8, head % 8
     if version not in SUPPORTED_VERSIONS:
         raise cbor.DecodeError("unsupported protocol version %d" % version)
-    msg = Message(type_, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
-    if type_ == T_SESSION_START:
-        _arity(items, 6, 6, "session start")
-        msg.purpose = _uint(items, 3, "purpose")
-        msg.time = _uint(items, 4, "time")
-        msg.trigger = _uint(items, 5, "trigger")
-    elif type_ == T_REPORT:
-        _decode_report(items, msg)
-    elif type_ == T_SESSION_END:
-        _arity(items, 5, 5, "session end")
-        msg.time = _uint(items, 3, "time")
-        msg.reason = _uint(items, 4, "reason")
-    else:
+    decoder = _DECODERS.get(type_)
+    if decoder is None:
         raise cbor.DecodeError("unknown message type %d" % type_)
+    return decoder(items, version)
+
+
+def _decode_status(items: list, version: int) -> Message:
+    _arity(items, 3, 3, "status")
+    msg = Message(T_STATUS, 0, 0, version)
+    msg.time = _uint(items, 1, "time")
+    msg.state = _int(items, 2, "state", 0, 0xFF)
     return msg
 
 
-def _decode_report(items: list, msg: Message) -> None:
+def _decode_start(items: list, version: int) -> Message:
+    _arity(items, 6, 7, "session start")
+    msg = Message(T_SESSION_START, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
+    msg.purpose = _uint(items, 3, "purpose")
+    msg.time = _uint(items, 4, "time")
+    msg.trigger = _uint(items, 5, "trigger")
+    if len(items) == 7:
+        if not isinstance(items[6], str) or not 0 < len(items[6]) <= 64:
+            raise cbor.DecodeError("case reference must be text of 1..64 characters")
+        msg.case = items[6]
+    return msg
+
+
+def _decode_end(items: list, version: int) -> Message:
+    _arity(items, 5, 5, "session end")
+    msg = Message(T_SESSION_END, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
+    msg.time = _uint(items, 3, "time")
+    msg.reason = _uint(items, 4, "reason")
+    return msg
+
+
+def _decode_response(items: list, version: int) -> Message:
+    _arity(items, 5, 5, "command response")
+    msg = Message(T_COMMAND_RESPONSE, _uint(items, 1, "seq"), 0, version)
+    msg.counter = _uint(items, 2, "counter")
+    msg.result = _int(items, 3, "result", RESULT_ACCEPTED, RESULT_REJECTED)
+    if msg.result == RESULT_ACCEPTED:
+        msg.sid = _uint(items, 4, "session")
+    else:
+        msg.reason = _uint(items, 4, "reason")
+    return msg
+
+
+def _decode_report(items: list, version: int) -> Message:
     _arity(items, 7, 10, "located report")
     if len(items) == 8:
         raise cbor.DecodeError("located report has speed without course")
-    msg.purpose = _uint(items, 3, "purpose")
-    msg.dt = _int(items, 4, "dt", _INT32_MIN, _INT32_MAX)
-    msg.lat_e7 = _int(items, 5, "lat", -900000000, 900000000)
-    msg.lon_e7 = _int(items, 6, "lon", -1800000000, 1800000000)
+    msg = _located_head(items, T_REPORT, version)
     if len(items) >= 9:
         msg.speed_kmh = _optional(items, 7, "speed", 0, 0xFFFF)
         msg.course_2deg = _optional(items, 8, "course", 0, 179)
@@ -144,6 +228,44 @@ def _decode_report(items: list, msg: Message) -> None:
                 raise cbor.DecodeError("located report has unknown extension key %r" % (key,))
             _int(ext, key, "extension %d" % key, _INT32_MIN, _INT32_MAX)
         msg.ext = ext
+    return msg
+
+
+def _located_head(items: list, type_: int, version: int) -> Message:
+    msg = Message(type_, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
+    msg.purpose = _uint(items, 3, "purpose")
+    msg.dt = _int(items, 4, "dt", _INT32_MIN, _INT32_MAX)
+    msg.lat_e7 = _int(items, 5, "lat", -900000000, 900000000)
+    msg.lon_e7 = _int(items, 6, "lon", -1800000000, 1800000000)
+    return msg
+
+
+def _decode_batch(items: list, version: int) -> Message:
+    _arity(items, 10, 10, "located batch")
+    msg = _located_head(items, T_BATCH, version)
+    msg.speed_kmh = _int(items, 7, "speed", 0, 0xFFFF)
+    msg.course_2deg = _int(items, 8, "course", 0, 179)
+    deltas = items[9]
+    if not isinstance(deltas, list) or len(deltas) % 5:
+        raise cbor.DecodeError("batch deltas must be an array of 5 integers per fix")
+    cur = (msg.dt, msg.lat_e7, msg.lon_e7, msg.speed_kmh, msg.course_2deg)  # type: Any
+    fixes = [cur]
+    for i in range(0, len(deltas), 5):
+        d = [_int(deltas, i + k, "delta", _INT32_MIN, _INT32_MAX) for k in range(5)]
+        base = fixes[-2] if len(fixes) >= 2 else cur
+        cur = (cur[0] + d[0], 2 * cur[1] - base[1] + d[1], 2 * cur[2] - base[2] + d[2],
+               cur[3] + d[3], (cur[4] + d[4]) % 180)
+        if not (-900000000 <= cur[1] <= 900000000 and -1800000000 <= cur[2] <= 1800000000 and cur[3] >= 0):
+            raise cbor.DecodeError("batch fix %d is out of range" % len(fixes))
+        fixes.append(cur)
+    msg.fixes = fixes
+    return msg
+
+
+_DECODERS = {
+    T_STATUS: _decode_status, T_SESSION_START: _decode_start, T_REPORT: _decode_report,
+    T_BATCH: _decode_batch, T_SESSION_END: _decode_end, T_COMMAND_RESPONSE: _decode_response,
+}
 
 
 def _arity(items: list, low: int, high: int, what: str) -> None:

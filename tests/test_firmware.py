@@ -110,10 +110,12 @@ def test_shutdown_ends_every_session() -> None:
 
 
 def test_every_active_state_answers_every_input_and_unknown_pairs_raise() -> None:
-    inputs = (tr.ON, tr.OFF, tr.TIME_UP, tr.SAMPLES_DONE, tr.CANCEL, tr.SHUTDOWN)
+    inputs = (tr.ON, tr.OFF, tr.TIME_UP, tr.SAMPLES_DONE, tr.CANCEL, tr.REMOTE_CANCEL, tr.SHUTDOWN)
+    active_state = {sv.WHILE_HELD: tr.HELD, sv.RUN_TO_BOUND: tr.LATCHED, sv.REMOTE: tr.REMOTE_ACTIVE}
     for (mode, _), table in tr.TABLE.items():
-        active = tr.HELD if mode == sv.WHILE_HELD else tr.LATCHED
-        assert all((active, event) in table for event in inputs)
+        assert all((active_state[mode], event) in table for event in inputs)
+        assert table[(active_state[mode], tr.CANCEL)][0] == (tr.REFUSE if mode == sv.REMOTE else table[
+            (active_state[mode], tr.CANCEL)][0])  # the occupant never ends a backend session
     with pytest.raises(tr.TransitionError):
         tr.step(sv.WHILE_HELD, False, tr.IDLE, tr.TIME_UP)
 

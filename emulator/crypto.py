@@ -1,0 +1,68 @@
+"""CPython crypto glue for the portable COSE code: Ed25519 signatures, AES-GCM sealing of
+location payloads end to end (unit -> backend, opaque to the broker), and key files.
+
+Kept out of protocol/ because it needs `cryptography`, which MicroPython does not have.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.exceptions import InvalidSignature, InvalidTag
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tcu.firmware.errors import UsageError
+from tcu.protocol import cose
+
+
+def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    try:
+        public_key.verify(signature, data)
+    except InvalidSignature:
+        return False
+    return True
+
+
+def seal_uplink(payload: bytes, key: bytes, topic: str) -> bytes:
+    """payload as a COSE_Encrypt0 (AES-GCM, random 96-bit IV) bound to its topic."""
+    alg = cose.ALG_A256GCM if len(key) == 32 else cose.ALG_A128GCM
+    return cose.encrypt0(payload, alg, os.urandom(12), topic.encode(),
+                         lambda iv, plain, aad: AESGCM(key).encrypt(iv, plain, aad))
+
+
+def open_uplink(sealed: bytes, key: bytes, topic: str) -> bytes:
+    """The plaintext of seal_uplink's output; ProtocolError if it was altered or misrouted."""
+    alg = cose.ALG_A256GCM if len(key) == 32 else cose.ALG_A128GCM
+
+    def open_(iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
+        try:
+            return AESGCM(key).decrypt(iv, ciphertext, aad)
+        except InvalidTag:
+            raise cose.CoseError("sealed uplink does not authenticate") from None
+
+    return cose.decrypt0(sealed, alg, topic.encode(), open_)
+
+
+def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as err:
+        raise UsageError("cannot read the backend public key %s: %s" % (path, err)) from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise UsageError("%s is not an Ed25519 public key" % path)
+    return key
+
+
+def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    try:
+        key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
+    except (OSError, ValueError, TypeError) as err:
+        raise UsageError("cannot read the backend private key %s: %s" % (path, err)) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise UsageError("%s is not an Ed25519 private key" % path)
+    return key
+
+
+__all__ = ["ed25519_verify", "load_private_key", "load_public_key", "open_uplink", "seal_uplink"]

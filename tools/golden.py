@@ -1,0 +1,78 @@
+"""Golden vectors: the exact bytes of every message kind, for other implementations to test
+against. Deterministic: fixed test keys (never use them in production), Ed25519 signatures
+(deterministic by design) and, for the sealed uplink only, a fixed IV.
+
+Regenerate with `python -m tcu.tools.golden` (writes protocol/golden/); the tests check that
+the committed files equal what the code produces and that each validates against its CDDL rule.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from tcu.protocol import commands as cmd
+from tcu.protocol import cose, messages
+
+UNIT = "unit-0001"
+T = 1_778_745_600  # 2026-05-14T08:00:00Z
+TEST_SIGNING_SEED = bytes(range(32))  # the Ed25519 test key; its public key is in index.json
+TEST_HMAC_KEY = bytes(range(100, 132))
+TEST_E2E_KEY = bytes(range(200, 232))
+TEST_IV = bytes(range(12))
+GOLDEN_DIR = Path(__file__).resolve().parents[1] / "protocol" / "golden"
+
+Vector = tuple[str, bytes, str]  # (CDDL rule, bytes, description)
+
+
+def build_vectors() -> dict[str, Vector]:
+    fixes = [(0, 481374300, 115754900, 50, 22), (2, 481375210, 115756010, 52, 22), (4, 481376150, 115757090, 53, 23)]
+    report = messages.encode_report(2, 1, 1, 0, 481374300, 115754900, 50, 22)
+    stolen = cmd.Command(UNIT, 42, T - 60, T + 300, cmd.CMD_TRACK_STOLEN, {cmd.ARG_CASE: "police-2026-0042",
+                                                                         cmd.ARG_UNTIL: T + 86400})
+    cancel = cmd.Command(UNIT, 43, T - 60, T + 300, cmd.CMD_CANCEL, {cmd.ARG_SESSION: 3})
+    signer = Ed25519PrivateKey.from_private_bytes(TEST_SIGNING_SEED)
+    sealed = cose.encrypt0(report, cose.ALG_A256GCM, TEST_IV, ("tcu/v1/%s/up" % UNIT).encode(),
+                           lambda iv, plain, aad: AESGCM(TEST_E2E_KEY).encrypt(iv, plain, aad))
+    return {
+        "status": ("uplink", messages.encode_status(T, messages.STATE_ONLINE), "online, dormant: no position"),
+        "session-start-crash": ("uplink", messages.encode_session_start(1, 1, 1, T, 1), "crash session 1 starts"),
+        "report-crash": ("uplink", messages.encode_report(2, 1, 1, 1, 481374300, 115754900, 50, 22,
+                                                          {1: 519, 2: 11, 3: 9, 4: 3}), "crash report, all fields"),
+        "report": ("uplink", report, "a report with time, position, speed, course, purpose, sequence"),
+        "report-position-only": ("uplink", messages.encode_report(3, 2, 4, 5, 481374300, 115754900, motion=False),
+                                 "roadside assistance: position only"),
+        "batch": ("uplink", messages.encode_batch(4, 1, 1, fixes), "three crash-tracking fixes, delta coded"),
+        "session-end": ("uplink", messages.encode_session_end(5, 1, T + 600, 2), "crash session 1 hit its time bound"),
+        "session-start-stolen": ("uplink", messages.encode_session_start(6, 3, 6, T, 6, "police-2026-0042"),
+                                 "stolen-vehicle tracking starts, with its case"),
+        "command-accepted": ("uplink", messages.encode_command_response(7, 42, 0, 3), "command 42 started session 3"),
+        "command-rejected": ("uplink", messages.encode_command_response(8, 42, 1, 7), "command 42 replayed"),
+        "command-track-stolen": ("command", cmd.encode_command(stolen), "the payload inside the COSE envelopes"),
+        "downlink-sign1": ("downlink", cmd.seal_command(stolen, b"backend-ed", cose.ALG_EDDSA, None, signer.sign),
+                           "track-stolen, COSE_Sign1 EdDSA, AAD = tcu/v1/unit-0001/down"),
+        "downlink-mac0": ("downlink", cmd.seal_command(cancel, b"backend-mac", cose.ALG_HMAC_256_256, TEST_HMAC_KEY),
+                          "cancel session 3, COSE_Mac0 HMAC 256/256, AAD = tcu/v1/unit-0001/down"),
+        "sealed-report": ("sealed-uplink", sealed, "the report, COSE_Encrypt0 A256GCM, AAD = tcu/v1/unit-0001/up"),
+    }
+
+
+def main() -> int:
+    GOLDEN_DIR.mkdir(parents=True, exist_ok=True)
+    index = {}
+    for name, (rule, data, description) in build_vectors().items():
+        (GOLDEN_DIR / (name + ".cbor")).write_bytes(data)
+        index[name] = {"rule": rule, "hex": data.hex(), "bytes": len(data), "description": description}
+    public = Ed25519PrivateKey.from_private_bytes(TEST_SIGNING_SEED).public_key().public_bytes_raw()
+    keys = {"ed25519_public": public.hex(), "hmac": TEST_HMAC_KEY.hex(), "aes256gcm": TEST_E2E_KEY.hex(),
+            "iv": TEST_IV.hex(), "unit": UNIT}
+    (GOLDEN_DIR / "index.json").write_text(json.dumps({"test_keys": keys, "vectors": index}, indent=1) + "\n")
+    print("wrote %d vectors to %s" % (len(index), GOLDEN_DIR))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
