@@ -82,7 +82,11 @@ class Unit:
                 if session.end_ms <= now_ms:
                     self._input(session.service, tr.TIME_UP, now_ms, actions)
         elif isinstance(event, (TriggerOn, TriggerOff, Cancel)):
-            self._input(self._service(event.kind), _INPUT_OF[type(event)], now_ms, actions)
+            service = self._service(event.kind)
+            if service.mode == REMOTE:  # only a verified command starts or ends these
+                raise Refused("%s: no local input or occupant can start or end it, only an authenticated "
+                              "backend command" % service.name)
+            self._input(service, _INPUT_OF[type(event)], now_ms, actions)
         elif isinstance(event, Downlink):
             self._command(event.payload, now_ms, actions)
         elif isinstance(event, Shutdown):

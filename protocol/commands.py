@@ -61,7 +61,7 @@ class CommandRejected(ProtocolError):
     """A downlink command that the unit refuses; nothing changed. reason: R_* code."""
 
     def __init__(self, reason: int, message: str, counter: int = 0) -> None:
-        ProtocolError.__init__(self, message)
+        super().__init__(message)  # ProtocolError.__init__ does not exist on MicroPython
         self.reason = reason
         self.counter = counter
 

@@ -16,6 +16,7 @@ from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages
+from wire_check import assert_valid
 
 UNIT = "unit-0001"
 NOW = 1_700_000_000
@@ -53,8 +54,10 @@ def state(unit: Unit) -> tuple:
 
 
 def responses(actions: list) -> list[messages.Message]:
-    return [m for m in (messages.decode(a.payload) for a in actions if isinstance(a, Publish))
-            if m.type == messages.T_COMMAND_RESPONSE]
+    payloads = [a.payload for a in actions if isinstance(a, Publish)]
+    for payload in payloads:
+        assert_valid(payload)
+    return [m for m in map(messages.decode, payloads) if m.type == messages.T_COMMAND_RESPONSE]
 
 
 def refused_with(unit: Unit, data: bytes, reason: int, now: int = NOW) -> None:
@@ -214,3 +217,17 @@ def test_end_to_end_sealed_location_is_opaque_to_the_broker() -> None:
     tampered[-3] ^= 0x40
     with pytest.raises(cose.CoseError):
         open_uplink(bytes(tampered), key, topic)
+
+
+def test_no_local_input_starts_or_ends_a_backend_session() -> None:
+    from tcu.firmware.events import TriggerOff, TriggerOn
+
+    unit = Unit(verifier=verifier())
+    for event in (TriggerOn(sv.STOLEN), TriggerOn(sv.LAWFUL), TriggerOff(sv.LAWFUL)):
+        with pytest.raises(Refused, match="authenticated backend command"):
+            unit.handle(event, NOW * 1000)
+    assert not unit.sessions and not unit.indicator
+    unit.handle(Downlink(signed(command())), NOW * 1000)
+    with pytest.raises(Refused):
+        unit.handle(TriggerOff(sv.STOLEN), NOW * 1000)
+    assert sv.STOLEN in unit.sessions
