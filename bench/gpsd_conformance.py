@@ -8,11 +8,22 @@ their times are equal modulo 1024 GPS weeks (gpsd shifts some old receivers' dat
 week rollover) and lat and lon agree within 1e-6 degrees.
 
 Columns: reports (gpsd epochs), fixes (ours, before deduplication), matched, missed
-(reports without a matching fix), extra (fixes without a matching report), tail (extras
-after gpsd's last report: gpsd reports an epoch once its cycle-ending sentence arrives, so
-it never reports a log's last epoch, which the HAL flushes at end of stream), posdiff (same
-time, position differs; counted in both missed and extra), modediff (matched, but 2D/3D
-differs). -v lists every extra, missed, posdiff and modediff.
+(reports without a matching fix), binary (missed reports of a log that has no NMEA
+position sentence at all: gpsd decoded the receiver's binary protocol, which the HAL does
+not), extra (fixes without a matching report), then the extras by kind, each a deliberate
+difference explained in the README ("Differences from gpsd"):
+
+* first: before gpsd's first report. gpsd reports an epoch when the sentence it has
+  learnt ends the receiver's cycle arrives, and it has not learnt it yet;
+* tail: after gpsd's last report, the log's last epoch: its cycle never ends for gpsd,
+  the HAL flushes it at end of stream;
+* cut: an epoch without the log's cycle-ending sentence type (the most common last
+  sentence of an epoch), cut short by a log splice or a lost line;
+* other: none of these (should be 0).
+
+posdiff (same time, position differs; counted in both missed and extra) and modediff
+(matched, but 2D/3D differs) are reported too. -v lists every extra, missed, posdiff and
+modediff.
 
 Usage: python bench/gpsd_conformance.py [TRACES_DIR] [-v]
 """
@@ -22,16 +33,45 @@ from __future__ import annotations
 import datetime
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tcu.firmware.errors import TcuError
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
+from tcu.hal.framer import NmeaFramer
+from tcu.hal.pacer import sentence_tod
+from tcu.hal.trace import TraceFile
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 ROLLOVER_MS = 1024 * 7 * 86_400_000
 TOLERANCE_E7 = 10  # 1e-6 degree
-COLUMNS = ("reports", "fixes", "matched", "missed", "extra", "tail", "posdiff", "modediff")
+COLUMNS = ("reports", "fixes", "matched", "missed", "binary", "extra", "first", "tail", "cut", "other",
+           "posdiff", "modediff")
+_DAY_MS = 86_400_000
+
+
+def epoch_types(log: Path) -> tuple[dict[int, set[str]], str | None]:
+    """Sentence types of each epoch (by time of day), and the most common last one."""
+    framer = NmeaFramer()
+    epochs: dict[int, set[str]] = {}
+    order: list[list[str]] = []
+    current: list[str] | None = None
+    current_tod: int | None = None
+    with TraceFile(str(log)) as source:
+        while chunk := source.read():
+            for sentence in framer.feed(chunk):
+                kind = sentence[1:6] if sentence[1] == "P" else sentence[3:6]
+                tod = sentence_tod(sentence)
+                if tod is not None and tod != current_tod:
+                    current_tod, current = tod, []
+                    order.append(current)
+                    epochs.setdefault(tod, set())
+                if current is not None and current_tod is not None:
+                    current.append(kind)
+                    epochs[current_tod].add(kind)
+    enders = Counter(epoch[-1] for epoch in order if epoch).most_common(1)
+    return epochs, enders[0][0] if enders else None
 
 
 def parse_time(text: str) -> int:
@@ -67,18 +107,23 @@ def compare(log: Path, verbose: bool = False) -> dict[str, int]:
         row["fixes"] += 1
         ours[fix.time_ms % ROLLOVER_MS] = fix  # like gpsd's side: the last fix of a time
     matched: set[int] = set()
-    last_report = max(ref, default=-1)
+    first_report, last_report = min(ref, default=-1), max(ref, default=-1)
+    epochs, ender = epoch_types(log)
     for key, fix in sorted(ours.items()):
         want = ref.get(key)
         if want is None:
             row["extra"] += 1
-            row["tail"] += key > last_report
+            types = epochs.get(fix.time_ms % _DAY_MS, set())
+            kind = ("first" if key < first_report else "tail" if key > last_report
+                    else "cut" if ender is not None and ender not in types else "other")
+            row[kind] += 1
             if verbose:
-                print("  extra  ", log.name, fix)
+                print("  extra  ", kind, log.name, fix)
             continue
         if abs(want[0] - fix.lat_e7) > TOLERANCE_E7 or abs(want[1] - fix.lon_e7) > TOLERANCE_E7:
             row["posdiff"] += 1
             row["extra"] += 1
+            row["other"] += 1
             if verbose:
                 print("  posdiff", log.name, fix, want)
             continue
@@ -89,6 +134,8 @@ def compare(log: Path, verbose: bool = False) -> dict[str, int]:
             if verbose:
                 print("  mode   ", log.name, fix, "gpsd mode", want[2])
     row["missed"] = row["reports"] - row["matched"]
+    if not any(types & {"RMC", "GGA", "GNS", "GLL"} for types in epochs.values()):
+        row["binary"] = row["missed"]
     if verbose:
         for key in sorted(set(ref) - matched):
             print("  missed ", log.name, key, ref[key])

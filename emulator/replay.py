@@ -47,7 +47,8 @@ def parse_trigger(text: str) -> TriggerWindow:
 @dataclass
 class ReplayStats:
     fixes: int = 0
-    fixes_dropped: int = 0  # arrived while dormant: never read past the HAL
+    fixes_dropped: int = 0  # decoded while dormant (run()): dropped unread by the firmware
+    dormant_seconds: int = 0  # receiver seconds while dormant (run_stream()): positions never decoded
     uplinks: int = 0
     located: int = 0
     first_fix_ms: int | None = None
@@ -74,6 +75,29 @@ class Replay:
             self.feed(fix)
         self.finish()
         return self.stats
+
+    def run_stream(self, stream: Any) -> ReplayStats:
+        """Replay a hal FixStream with the idle path: while no session is active the HAL
+        parses no position at all, and its heartbeats (one per receiver second) only move
+        the clock; a session switches positions on, and its first fix is the next epoch."""
+        stream.positions_needed = bool(self.unit.sessions)
+        for item in stream.items():
+            if isinstance(item, Fix):
+                self.feed(item)
+            elif item.time_ms is not None and (self.stats.first_fix_ms is not None or item.has_fix):
+                self.tick(item.time_ms)
+            stream.positions_needed = bool(self.unit.sessions)
+        self.finish()
+        return self.stats
+
+    def tick(self, time_ms: int) -> None:
+        """The receiver reported a second (no position read): trigger windows and timers due."""
+        if self.stats.first_fix_ms is None:
+            self._schedule(time_ms)
+            self._now = time_ms
+        self._advance(max(self._now, time_ms))
+        if not self.unit.sessions:
+            self.stats.dormant_seconds += 1
 
     def feed(self, fix: Fix) -> None:
         if self.stats.first_fix_ms is None:

@@ -1,22 +1,27 @@
 """Hardware abstraction for the GNSS receiver: bytes in, validated ``Fix`` objects out.
 
 ``iter_fixes`` is the one call the rest of the emulator needs; the pieces (source, framer,
-epoch assembler) are exposed for tests and tools that want counters or partial pipelines.
+epoch assembler, idle scanner) are exposed for tests and tools that want counters or
+partial pipelines.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterator
 from types import TracebackType
 
 from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 
 from .framer import NmeaFramer
+from .idle import Heartbeat, IdleScanner
 from .nmea import EpochAssembler
-from .sources import SerialSource, TraceFile, open_source
+from .nmea_decode import USED_TYPES
+from .scan import SentenceScanner
+from .sources import Source, open_source
 
-__all__ = ["EpochAssembler", "FixStream", "NmeaFramer", "iter_fixes", "open_source"]
+__all__ = ["EpochAssembler", "FixStream", "Heartbeat", "NmeaFramer", "iter_fixes", "open_source"]
 
 
 class FixStream:
@@ -25,22 +30,86 @@ class FixStream:
     A trace ends at end of file, where the last epoch is flushed. A live source never ends
     by itself; there, a read timeout (the receiver went quiet after its burst of sentences)
     also completes the epoch in progress, so a fix is not held back until the next second.
+
+    ``positions_needed`` (default True) selects the path. Set it to False while no service
+    needs a position: the bytes then go to the ``IdleScanner`` (receiver alive, fix or not,
+    time; no coordinates parsed), the epoch in progress and any fix not yet handed out are
+    dropped, and ``items()`` yields a ``Heartbeat`` per receiver second instead of fixes.
+    Set it back to True and the first epoch that starts afterwards comes out as a Fix (the
+    one in progress lost its first sentences, so it is skipped: at most one second late).
+    The idle scanner stops at each heartbeat, so a switch made on one takes effect at the
+    very next sentence. Iterating the stream itself (``next()``) yields fixes only, so use
+    ``items()`` when switching.
     """
 
-    def __init__(self, source: TraceFile | SerialSource) -> None:
+    def __init__(self, source: Source, positions_needed: bool = True) -> None:
         self.source = source
         self.is_live = source.is_live
-        self.framer = NmeaFramer()
+        self.framer = SentenceScanner(USED_TYPES)
         self.assembler = EpochAssembler()
-        self._ready: deque[Fix] = deque()
+        self.idle = IdleScanner()
+        self.dropped = 0  # fixes assembled but dropped unread when positions stopped being needed
+        self._positions_needed = positions_needed
+        self._ready: deque[Fix | Heartbeat] = deque()
         self._done = False
         self._pending_error: SourceError | None = None
+
+    @property
+    def positions_needed(self) -> bool:
+        return self._positions_needed
+
+    @positions_needed.setter
+    def positions_needed(self, needed: bool) -> None:
+        if needed == self._positions_needed:
+            return
+        self._positions_needed = needed
+        if needed:
+            if self.idle.reference is not None:
+                self.assembler.set_reference(*self.idle.reference)
+            self.assembler.resume()
+            self.framer.give_pending(self.idle.take_pending())
+        else:
+            if self.assembler.reference is not None:
+                self.idle.reference = self.assembler.reference
+            self.assembler.reset()
+            self.idle.give_pending(self.framer.take_pending())
+            kept = [item for item in self._ready if isinstance(item, Heartbeat)]
+            self.dropped += len(self._ready) - len(kept)
+            self._ready = deque(kept)
 
     def __iter__(self) -> FixStream:
         return self
 
     def __next__(self) -> Fix:
+        while True:
+            item = self._next_item()
+            if isinstance(item, Fix):
+                return item
+
+    def items(self) -> Iterator[Fix | Heartbeat]:
+        """Fixes while positions are needed, Heartbeats while they are not."""
+        ready = self._ready
+        while True:
+            while ready:
+                yield ready.popleft()
+                ready = self._ready  # the setter may have replaced it
+            try:
+                self._fill()
+            except StopIteration:
+                return
+
+    def _next_item(self) -> Fix | Heartbeat:
         while not self._ready:
+            self._fill()
+        return self._ready.popleft()
+
+    def _fill(self) -> None:
+        """Read one chunk into ``_ready``; raise StopIteration at the end, SourceError."""
+        while True:
+            if not self._positions_needed and self.idle.backlog:
+                self._ready.extend(self.idle.feed(b""))
+                if self._ready:
+                    return
             if self._pending_error is not None:
                 error, self._pending_error = self._pending_error, None
                 raise error
@@ -50,18 +119,29 @@ class FixStream:
                 chunk = self.source.read()
             except SourceError as err:
                 # The device went away: hand out the epoch already received, then the error.
-                self._ready.extend(self.assembler.flush())
+                self._flush()
                 self._pending_error = err
+                if self._ready:
+                    return
                 continue
             if not chunk:
-                self._ready.extend(self.assembler.flush())
+                self._flush()
                 if not self.is_live:
                     self._done = True
                     self.close()
+                if self._ready:
+                    return
                 continue
-            for sentence in self.framer.feed(chunk):
-                self._ready.extend(self.assembler.push(sentence))
-        return self._ready.popleft()
+            if self._positions_needed:
+                for sentence in self.framer.feed(chunk):
+                    self._ready.extend(self.assembler.push(sentence))
+            else:
+                self._ready.extend(self.idle.feed(chunk))
+            return
+
+    def _flush(self) -> None:
+        if self._positions_needed:
+            self._ready.extend(self.assembler.flush())
 
     def close(self) -> None:
         """Close the source; iteration then ends after the fixes already assembled."""
@@ -76,10 +156,12 @@ class FixStream:
         self.close()
 
 
-def iter_fixes(spec: str, baudrate: int | None = None) -> FixStream:
+def iter_fixes(spec: str, baudrate: int | None = None, positions_needed: bool = True, *,
+               speed: float | None = None, reconnect: bool = False) -> FixStream:
     """Open ``spec`` (see ``open_source``) and iterate over its fixes.
 
     The source is opened now, not at the first ``next()``, so a missing file or device
-    raises SourceError at the call; read errors raise SourceError while iterating.
+    raises SourceError at the call; read errors raise SourceError while iterating (unless
+    ``reconnect``, where a device that goes away is reopened when it comes back).
     """
-    return FixStream(open_source(spec, baudrate))
+    return FixStream(open_source(spec, baudrate, speed=speed, reconnect=reconnect), positions_needed)

@@ -46,11 +46,20 @@ _HEX = frozenset(b"0123456789ABCDEFabcdef")
 
 
 def nmea_checksum(body: bytes) -> int:
-    """XOR of all bytes of ``body`` (the part between the start byte and ``*``)."""
-    value = 0
-    for byte in body:
-        value ^= byte
+    """XOR of all bytes of ``body`` (the part between the start byte and ``*``).
+
+    Folded as one big integer (halves XORed together) rather than byte by byte: fewer
+    interpreter steps per sentence.
+    """
+    value = int.from_bytes(body, "little")
+    bits = 1 << (value.bit_length() - 1).bit_length()  # a power of two >= the width
+    while bits > 8:
+        bits >>= 1
+        value = (value >> bits) ^ (value & _MASKS[bits])
     return value
+
+
+_MASKS = {1 << n: (1 << (1 << n)) - 1 for n in range(3, 24)}
 
 
 class NmeaFramer:
@@ -61,14 +70,21 @@ class NmeaFramer:
     sentence in progress.
     """
 
-    def __init__(self, max_len: int = DEFAULT_MAX_LEN) -> None:
+    def __init__(self, max_len: int = DEFAULT_MAX_LEN, types: frozenset[str] | None = None) -> None:
         self.max_len = max_len
+        self.types = None if types is None else frozenset(t.encode("ascii") for t in types)
         self.counts: dict[str, int] = {}
         self.discarded = 0
+        self.skipped = 0  # well-framed talker sentences of a type not in ``types``, unchecked
         self._buf = bytearray()  # current sentence, starting with '$' or '!'; empty = hunting
+        # Fast path: a start byte followed by a whole clean sentence and its line end.
+        self._clean = re.compile(rb"[$!](?:[\x20-\x23\x25-\x7e]{0,%d}[\r\n])?" % (max_len - 1))
+
+    def _count(self, cause: str) -> None:
+        self.counts[cause] = self.counts.get(cause, 0) + 1
 
     def _reject(self, cause: str) -> None:
-        self.counts[cause] = self.counts.get(cause, 0) + 1
+        self._count(cause)
         self._buf.clear()
 
     def feed(self, data: bytes) -> list[str]:
@@ -78,13 +94,19 @@ class NmeaFramer:
         pos, end = 0, len(data)
         while pos < end:
             if not self._buf:
-                match = _START.search(data, pos)
+                match = self._clean.search(data, pos)
                 if match is None:
                     self.discarded += end - pos
                     return out
-                self.discarded += match.start() - pos
-                self._buf.append(data[match.start()])
-                pos = match.start() + 1
+                start = match.start()
+                self.discarded += start - pos
+                pos = match.end()
+                if pos - start > 1:  # a whole line at once: the common case
+                    sentence = self._check(data[start:pos - 1])
+                    if sentence is not None:
+                        out.append(sentence)
+                    continue
+                self._buf.append(data[start])
                 continue
             stop = _STOP.search(data, pos)
             stop_at = end if stop is None else stop.start()
@@ -113,23 +135,38 @@ class NmeaFramer:
 
     def _finish(self) -> str | None:
         """Validate the buffered line; return it as str, or count why it was rejected."""
-        line = bytes(self._buf).rstrip(b" ")
+        line = bytes(self._buf)
+        self._buf.clear()
+        return self._check(line)
+
+    def _check(self, line: bytes) -> str | None:
+        """Validate one line (start byte to line end, exclusive) as a sentence."""
+        line = line.rstrip(b" ")
         if len(line) > self.max_len:
-            self._reject("too_long")
+            self._count("too_long")
             return None
         star = line.rfind(b"*")
         if star < 0:
-            self._reject("no_checksum" if len(line) > 1 else "empty")
+            self._count("no_checksum" if len(line) > 1 else "empty")
+            return None
+        if self.types is not None and line[6:7] == b"," and line[1:2] != b"P" \
+                and line[3:6] not in self.types:
+            self.skipped += 1
             return None
         digits = line[star + 1:]
-        if len(digits) != 2 or not all(d in _HEX for d in digits):
-            self._reject("checksum")
+        if len(digits) != 2 or not (digits[0] in _HEX and digits[1] in _HEX):
+            self._count("checksum")
             return None
         if int(digits, 16) != nmea_checksum(line[1:star]):
-            self._reject("checksum")
+            self._count("checksum")
             return None
-        self._buf.clear()
         return line.decode("ascii")
+
+    def take_pending(self) -> bytes:
+        """The sentence in progress, for the idle scanner taking over; the framer forgets it."""
+        pending = bytes(self._buf)
+        self._buf.clear()
+        return pending
 
     @property
     def rejected(self) -> int:

@@ -27,8 +27,11 @@ Rules, chosen to be safe for a telematics unit and to match gpsd on the recorded
   epoch says 3D; else 2 (an RMC-only epoch is 2D: it has no altitude).
 * Speed and course come from RMC, else VTG; satellites and HDOP from the last GGA/GNS/GSA.
 * An epoch whose time repeats the previous fix's exactly (its sentences were split by
-  another one) is dropped and counted as "repeated_epoch"; time going backwards (a
-  spliced log, a receiver reset) is reported as it is.
+  another one) is dropped and counted as "repeated_epoch". Time going backwards (a spliced
+  log, a receiver reset) or jumping forward by more than ``JUMP_MS`` (a receiver's week
+  rollover bug, a long outage) is counted ("time_backwards", "time_jump") and the fix is
+  still reported with the receiver's time: its position is valid, and the consumer's clock
+  decides (the replay's clock never steps back; the pacer does not sleep across a jump).
 * A sentence whose content cannot be decoded (pynmea2 or field errors) is counted in
   ``counts["bad_sentence"]`` and skipped; it never raises.
 """
@@ -36,12 +39,14 @@ Rules, chosen to be safe for a telematics unit and to match gpsd on the recorded
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 
 from tcu.firmware.fix import MODE_2D, MODE_3D, Fix
 
 from .nmea_decode import Report, decode
 
 _DAY_MS = 86_400_000
+JUMP_MS = 600_000  # a forward step between fixes larger than this is counted as a jump
 _UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 
@@ -98,11 +103,13 @@ def unix_ms(date: datetime.date, tod_ms: int) -> int:
 class EpochAssembler:
     """Feed sentences with ``push``; get back the Fix of each epoch once it is complete."""
 
-    def __init__(self) -> None:
+    def __init__(self, decoder: Callable[[str], Report | None] = decode) -> None:
+        self.decoder = decoder
         self.counts: dict[str, int] = {}
         self._epoch: _Epoch | None = None
         self._ref: tuple[datetime.date, int] | None = None  # last known (date, tod_ms)
         self._last_time_ms: int | None = None
+        self._resync: list[int | None] | None = None  # [time of day to skip] after resume()
 
     def _count(self, cause: str) -> None:
         self.counts[cause] = self.counts.get(cause, 0) + 1
@@ -110,7 +117,7 @@ class EpochAssembler:
     def push(self, sentence: str) -> list[Fix]:
         """Add one checksum-valid sentence; return the fixes of the epochs it completed."""
         try:
-            rep = decode(sentence)
+            rep = self.decoder(sentence)
         except (ValueError, TypeError, IndexError, ArithmeticError):
             self._count("bad_sentence")
             return []
@@ -125,6 +132,15 @@ class EpochAssembler:
             return out
         if rep.kind == "GLL" and rep.tod_ms is None:
             return out  # pre-NMEA-2.0 GLL: no time, cannot be placed in an epoch
+        if self._resync is not None:
+            # Resumed mid-stream: the epoch in progress lost its first sentences; skip it.
+            if rep.tod_ms is None or rep.kind in ("VTG", "GSA"):
+                return out
+            if self._resync[0] is None:
+                self._resync[0] = rep.tod_ms
+            if rep.tod_ms == self._resync[0]:
+                return out
+            self._resync = None
         epoch = self._epoch
         if epoch is None or (rep.kind != "VTG" and rep.kind != "GSA"
                              and (rep.tod_ms is None or rep.tod_ms != epoch.tod_ms)):
@@ -149,8 +165,31 @@ class EpochAssembler:
         if self._last_time_ms is not None and fix.time_ms == self._last_time_ms:
             self._count("repeated_epoch")
             return []
+        if self._last_time_ms is not None:
+            if fix.time_ms < self._last_time_ms:
+                self._count("time_backwards")
+            elif fix.time_ms - self._last_time_ms > JUMP_MS:
+                self._count("time_jump")
         self._last_time_ms = fix.time_ms
         return [fix]
+
+    def reset(self) -> None:
+        """Forget the epoch in progress (positions are not kept while nobody needs them)."""
+        self._epoch = None
+
+    def resume(self) -> None:
+        """Sentences come again after a gap: the first fix is of the first whole epoch."""
+        self._epoch = None
+        self._resync = [None]
+
+    def set_reference(self, date: datetime.date, tod_ms: int) -> None:
+        """A date learnt elsewhere (the idle scanner), for epochs that carry none."""
+        self._ref = (date, tod_ms)
+
+    @property
+    def reference(self) -> tuple[datetime.date, int] | None:
+        """The last known (date, time of day), for the idle scanner."""
+        return self._ref
 
     def _date_for(self, tod_ms: int) -> datetime.date | None:
         if self._ref is None:

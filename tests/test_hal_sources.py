@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
@@ -165,7 +169,7 @@ def test_real_pty_with_binary_frames_from_a_real_log() -> None:
 def test_unplugged_device_raises_source_error() -> None:
     pty = Pty()
     try:
-        with open_source(pty.path) as source:
+        with open_source(pty.path, 9600) as source:
             os.write(pty.master, b"$GPA*00\r\n")
             assert source.read().startswith(b"$")
             os.close(pty.master)  # the receiver goes away
@@ -218,6 +222,9 @@ def test_socket_url_streams_every_fix_then_reports_the_disconnect(traces: Path) 
 
         def serve() -> None:
             conn, _ = server.accept()
+            # pyserial's socket:// open() discards whatever arrived before it returns
+            # (reset_input_buffer): a receiver streams on, a one-shot test must wait.
+            time.sleep(0.5)
             conn.sendall(data)
             conn.close()
 
@@ -228,3 +235,17 @@ def test_socket_url_streams_every_fix_then_reports_the_disconnect(traces: Path) 
     expected = list(iter_fixes(str(traces / "ublox-8.log")))
     assert len(result.stdout.splitlines()) == len(expected) == 72
     assert result.returncode == 2 and "disconnected" in result.stderr and "Traceback" not in result.stderr
+
+
+@given(data=st.lists(st.one_of(st.sampled_from([b"#", b"# c", b"$GPA*00", b"\r", b"x#y", b"\x00\xff", b"##"]),
+                               st.binary(max_size=12)), max_size=25).map(b"\n".join),
+       chunk=st.sampled_from([1, 2, 3, 7, 64]))
+@settings(max_examples=300, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_trace_file_drops_exactly_the_comment_lines_whatever_the_block_size(
+        data: bytes, chunk: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tcu.hal.trace.CHUNK", chunk)
+    path = tmp_path / "t.log"
+    path.write_bytes(data)
+    lines = re.split(b"(?<=\n)", data)  # lines end at LF only
+    with TraceFile(str(path)) as source:
+        assert read_all(source) == b"".join(line for line in lines if not line.startswith(b"#"))

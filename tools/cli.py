@@ -11,7 +11,8 @@ import sys
 
 from tcu.firmware.errors import TcuError
 
-SUBCOMMANDS = ("replay_cmd", "fixes_cmd", "backend", "demo")
+SUBCOMMANDS = ("replay_cmd", "fixes_cmd", "backend", "demo",
+               "record_cmd", "replay_serial_cmd", "doctor_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

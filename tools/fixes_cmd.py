@@ -3,7 +3,8 @@
 Like gpsd's gpspipe, it shows what the unit would see, one line per fix: human-readable,
 or with --json one JSON object per line for scripts (time, lat, lon, alt, speed, course,
 mode; unknown values are null). Lines are flushed one by one for live sources so a pipe
-sees each fix as it arrives.
+sees each fix as it arrives. A serial device that goes away (USB unplugged) is reopened when
+it comes back, with a line on stderr each way; --speed replays a trace at its own pace.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
+from tcu.hal.serial_port import ReconnectingSource
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -71,6 +73,17 @@ def _baudrate(text: str) -> int:
     return value
 
 
+def speed_factor(text: str) -> float:
+    """--speed: a positive finite factor (2 = twice as fast as recorded)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("not a positive speed factor: %r" % text)
+    return value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fixes", help="print the fixes decoded from a trace file or a live receiver")
@@ -78,14 +91,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                        "(/dev/ttyUSB0) or a pyserial URL (socket://HOST:PORT)")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--baud", type=_baudrate, metavar="N",
-                        help="serial baud rate (default 9600; ignored for trace files)")
+                        help="serial baud rate (default: detected among 4800/9600/38400/115200 "
+                             "on a device, 9600 on a URL; ignored for trace files)")
+    parser.add_argument("--speed", type=speed_factor, metavar="X",
+                        help="replay a trace at its original timing times X (default: as fast as possible)")
+    parser.add_argument("--no-reconnect", dest="reconnect", action="store_false",
+                        help="exit when a serial device goes away instead of waiting for it to return")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Print every fix of args.source; SourceError propagates to the CLI (exit 2)."""
     out = sys.stdout
-    with iter_fixes(args.source, args.baud) as fixes:
+    reconnect = args.reconnect and args.source.startswith("/dev/")
+    with iter_fixes(args.source, args.baud, speed=args.speed, reconnect=reconnect) as fixes:
+        if isinstance(fixes.source, ReconnectingSource):
+            fixes.source.on_event = lambda text: print("tcu fixes: %s" % text, file=sys.stderr, flush=True)
         for fix in fixes:
             if args.json:
                 out.write(json.dumps(fix_to_json(fix)) + "\n")

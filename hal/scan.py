@@ -1,0 +1,60 @@
+"""Bulk framing of the few sentence types a fix needs: the HAL's fast path.
+
+``NmeaFramer`` walks every sentence of the stream in Python to count each reject by cause;
+that is the diagnostic view (``tcu doctor``, the framer tests). To assemble fixes only
+RMC, GGA, GNS, GLL, VTG, GSA and ZDA matter, about half the lines of a real receiver's
+output, so ``SentenceScanner`` finds them with one regular expression over each chunk (the
+scan runs in C) and verifies each one's checksum in Python. Everything else (GSV, TXT,
+proprietary sentences, binary frames) is skipped without a Python step per line.
+
+The sentences it returns are exactly those of the used types that ``NmeaFramer`` returns
+for the same bytes, whatever the chunking (tests/test_hal_scan.py): a sentence is the run
+from a ``$`` to the next CR or LF of printable ASCII without another ``$``, at most
+``max_len`` bytes, ending in ``*HH`` (spaces allowed after) with the right checksum. A
+candidate with a wrong checksum is counted in ``counts["checksum"]``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from .framer import DEFAULT_MAX_LEN, nmea_checksum
+
+
+class SentenceScanner:
+    """Feed raw bytes, get the checksum-valid sentences of ``types`` (str, no CR/LF)."""
+
+    def __init__(self, types: frozenset[str], max_len: int = DEFAULT_MAX_LEN) -> None:
+        self.max_len = max_len
+        alternatives = "|".join(sorted(types)).encode("ascii")
+        self._pattern = re.compile(
+            rb"\$[\x20-\x23\x25-\x7e]{2}(?:%s),[\x20-\x23\x25-\x29\x2b-\x7e]*\*"
+            rb"([0-9A-Fa-f]{2}) *(?=[\r\n])" % alternatives)
+        self.counts: dict[str, int] = {}
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        buf = self._pending + data if self._pending else bytes(data)
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+        self._pending = buf[cut:][-self.max_len:]
+        out: list[str] = []
+        max_len = self.max_len
+        for m in self._pattern.finditer(buf, 0, cut):
+            start, end = m.span()
+            if end - start > max_len:
+                self.counts["too_long"] = self.counts.get("too_long", 0) + 1
+                continue
+            star = m.start(1) - 1
+            if int(m.group(1), 16) != nmea_checksum(buf[start + 1:star]):
+                self.counts["checksum"] = self.counts.get("checksum", 0) + 1
+                continue
+            out.append(buf[start:star + 3].decode("ascii"))
+        return out
+
+    def take_pending(self) -> bytes:
+        """The unterminated tail; the scanner forgets it."""
+        pending, self._pending = self._pending, b""
+        return pending
+
+    def give_pending(self, data: bytes) -> None:
+        self._pending = bytes(data)

@@ -1,0 +1,198 @@
+"""The HAL's fast path (bulk scanner, hand-written decoder) and its idle path, checked against
+the careful framer and the previous pynmea2 decoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from tcu.firmware.fix import Fix
+from tcu.hal import FixStream, Heartbeat, iter_fixes
+from tcu.hal import nmea_decode as fast
+from tcu.hal import nmea_reference as reference
+from tcu.hal.framer import NmeaFramer, nmea_checksum
+from tcu.hal.idle import IdleScanner
+from tcu.hal.nmea import EpochAssembler
+from tcu.hal.scan import SentenceScanner
+from tcu.hal.sources import open_source
+
+TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
+EXCERPT = Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log"
+USED = fast.USED_TYPES
+
+
+def s(body: str) -> str:
+    return "$%s*%02X" % (body, nmea_checksum(body.encode()))
+
+
+RMC = s("GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W")
+GGA = s("GNGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,")
+GSV = s("GPGSV,3,2,11,25,10,100,40")
+
+
+def framer_used(data: bytes) -> list[str]:
+    """What the careful framer gives, restricted to what the scanner is for."""
+    return [t for t in NmeaFramer().feed(data) if t[0] == "$" and t[3:6] in USED and t[6:7] == ","
+            and "*" not in t[:-3]]
+
+
+def scan(data: bytes, chunk: int | None = None) -> list[str]:
+    scanner = SentenceScanner(USED)
+    if chunk is None:
+        return scanner.feed(data)
+    out: list[str] = []
+    for i in range(0, len(data), chunk):
+        out += scanner.feed(data[i:i + chunk])
+    return out
+
+
+_pieces = st.one_of(
+    st.sampled_from([RMC, GGA, GSV, RMC[:-2] + "00", GGA[:40], RMC + "   ", "$GPRMC,1*2*" + "%02X" % nmea_checksum(
+        b"GPRMC,1*2"), s("GPVTG," + "9" * 300)]).map(str.encode),
+    st.sampled_from([b"\r\n", b"\n", b"\r", b"$", b"!", b"*", b"\x00", b"\xb5b", b" "]),
+    st.binary(max_size=30),
+)
+streams = st.lists(_pieces, max_size=30).map(b"".join)
+
+
+@given(streams, st.integers(min_value=1, max_value=50))
+@settings(max_examples=300)
+def test_scanner_gives_the_framers_used_sentences_whatever_the_chunking(data: bytes, chunk: int) -> None:
+    expected = framer_used(data)
+    assert scan(data) == expected
+    assert scan(data, chunk) == expected
+    assert scan(data, 1) == expected
+
+
+def _logs() -> list[str]:
+    return sorted(p.name for p in TRACES.glob("*.log")) if TRACES.is_dir() else []
+
+
+def receiver_bytes(path: Path) -> bytes:
+    out = b""
+    with open_source(str(path)) as source:
+        while chunk := source.read():
+            out += chunk
+    return out
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
+@pytest.mark.parametrize("name", _logs())
+def test_real_logs_scanner_and_decoder_match_framer_and_pynmea2(name: str) -> None:
+    data = receiver_bytes(TRACES / name)
+    assert scan(data, 4096) == framer_used(data)
+    careful: list[Fix] = []
+    framer, assembler = NmeaFramer(), EpochAssembler(decoder=reference.decode)
+    for sentence in framer.feed(data):
+        careful += assembler.push(sentence)
+    careful += assembler.flush()
+    assert list(iter_fixes(str(TRACES / name))) == careful
+
+
+def _report(decoder: object, sentence: str) -> object:
+    try:
+        rep = decoder(sentence)  # type: ignore[operator]
+    except ValueError:
+        return "error"
+    return None if rep is None else tuple(getattr(rep, k) for k in fast.Report.__slots__)
+
+
+_field = st.text(alphabet="0123456789.,-+NSEWAVMTK*$ xe", max_size=14)
+
+
+@given(st.sampled_from(["GPRMC", "GNGGA", "GPGLL", "GNGNS", "GPVTG", "GPGSA", "GPZDA", "G1RMC", "G-GGA"]),
+       st.lists(st.one_of(_field, st.sampled_from(["4807.038", "01131.000", "123519.00", "230394", "A", "1"])),
+                max_size=16))
+@settings(max_examples=500)
+def test_fast_decoder_equals_the_pynmea2_decoder(kind: str, fields: list[str]) -> None:
+    sentence = s(",".join([kind] + fields).replace("$", ""))
+    assert _report(fast.decode, sentence) == _report(reference.decode, sentence)
+
+
+def test_idle_path_never_parses_a_position(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no(*args: object) -> None:
+        raise AssertionError("a coordinate was parsed while idle")
+
+    monkeypatch.setattr(fast, "angle_e7", no)
+    with FixStream(open_source(str(EXCERPT)), positions_needed=False) as stream:
+        items = list(stream.items())
+    assert items and all(isinstance(i, Heartbeat) for i in items)
+    # One heartbeat per receiver second, dated from the RMC dates: the last three have a fix.
+    assert [(b.time_ms, b.has_fix) for b in items][-3:] == [
+        (1155179338000, True), (1155179339000, True), (1155179340000, True)]
+    assert not any(b.has_fix for b in items[:-3])
+    assert stream.idle.talkers == {"GP"} and stream.idle.bad == 0
+
+
+def test_idle_scanner_checks_checksums_and_keeps_partial_lines() -> None:
+    scanner = IdleScanner()
+    assert scanner.feed((RMC[:-2] + "00\r\n").encode()) == [] and scanner.bad == 1
+    assert scanner.feed(RMC.encode()[:30]) == []
+    (beat,) = scanner.feed(RMC.encode()[30:] + b"\r\n")
+    assert beat.time_ms == 764426119000 and beat.has_fix
+    assert scanner.feed((GGA + "\r\n").encode()) == []  # same second: skipped, no heartbeat
+    assert scanner.sentences == 1 and scanner.repeats == 1 and scanner.talkers == {"GP"}
+    later = s("GNGGA,123520,4807.038,N,01131.000,E,0,08,0.9,545.4,M,46.9,M,,")
+    (beat,) = scanner.feed((later + "\r\n").encode())
+    assert beat.time_ms == 764426120000 and not beat.has_fix and scanner.talkers == {"GP", "GN"}
+
+
+def test_switching_positions_on_and_off_mid_stream(traces: Path) -> None:
+    trace = traces / "ublox-8.log"
+    everything = list(iter_fixes(str(trace)))
+    t_on, t_off = everything[20].time_ms, everything[40].time_ms
+    stream = FixStream(open_source(str(trace)), positions_needed=False)
+    fixes: list[Fix] = []
+    beats: list[Heartbeat] = []
+    for item in stream.items():
+        if isinstance(item, Fix):
+            fixes.append(item)
+            stream.positions_needed = item.time_ms < t_off
+        else:
+            beats.append(item)
+            stream.positions_needed = item.time_ms is not None and t_on <= item.time_ms < t_off
+    # While positions were needed every epoch came out, identical; none before or after.
+    assert fixes and all(f in everything for f in fixes)
+    assert fixes[0].time_ms <= t_on + 2000 and fixes[-1].time_ms == t_off
+    assert [f.time_ms for f in fixes] == [f.time_ms for f in everything if fixes[0].time_ms <= f.time_ms <= t_off]
+    assert beats[0].time_ms is not None and beats[-1].time_ms is not None and beats[-1].time_ms > t_off
+
+
+def idle_beats(data: bytes, chunk: int) -> list[tuple[int | None, int, bool]]:
+    scanner = IdleScanner()
+    out: list[Heartbeat] = []
+    for i in range(0, len(data), chunk):
+        out += scanner.feed(data[i:i + chunk])
+        while scanner.backlog:
+            out += scanner.feed(b"")
+    return [(b.time_ms, b.tod_ms, b.has_fix) for b in out]
+
+
+_timed = st.sampled_from([RMC, GGA, s("GPRMC,123520,V,,,,,,,230394,,,N"), s("GNGGA,123521,,,,,0,,,,,,,,"),
+                          s("GPRMC,123522,A,4807.038,N,01131.000,E,,,230394,,,A")]).map(str.encode)
+idle_streams = st.lists(st.one_of(_timed, _pieces), max_size=30).map(b"".join)
+
+
+@given(idle_streams, st.integers(min_value=1, max_value=60))
+@settings(max_examples=300)
+def test_idle_scanner_never_raises_and_ignores_chunking(data: bytes, chunk: int) -> None:
+    whole = idle_beats(data, max(1, len(data)))
+    assert idle_beats(data, chunk) == whole
+    # Every heartbeat comes from a checksum-valid RMC/GGA/GNS that the framer also accepts.
+    valid = {fast.time_of_day(t[7:].split(",")[0]) for t in framer_used(data) if t[3:6] in ("RMC", "GGA", "GNS")}
+    assert {tod for _, tod, _ in whole} <= valid
+
+
+@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
+def test_the_idle_path_dates_its_heartbeats_on_every_log_with_fixes() -> None:
+    """The replay's clock runs on heartbeats while dormant: a log whose fixes have a date must
+    give dated heartbeats too, whatever order its receiver sends GGA and RMC in."""
+    for log in sorted(TRACES.glob("*.log")):
+        fixes = list(iter_fixes(str(log)))
+        if not fixes:
+            continue
+        dated = [h.time_ms for h in iter_fixes(str(log), positions_needed=False).items() if h.time_ms is not None]
+        assert dated, log.name
+        assert dated[0] <= fixes[0].time_ms + 1000, log.name
