@@ -12,7 +12,7 @@ import sys
 from tcu.firmware.errors import TcuError
 
 SUBCOMMANDS = ("replay_cmd", "fixes_cmd", "backend", "demo",
-               "record_cmd", "replay_serial_cmd", "doctor_cmd")
+               "record_cmd", "replay_serial_cmd", "doctor_cmd", "audit_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:
