@@ -142,16 +142,22 @@ class Unit:
         actions.append(Publish(payload, session.service.priority, session.sid, seq, False))
 
     def _sample(self, fix: "Fix", now_ms: int, actions: list) -> None:
-        for session in self._by_priority():
-            if now_ms < session.next_due_ms or now_ms >= session.end_ms:
-                continue
-            service = session.service
-            seq = self._seq()
-            actions.append(Publish(_report(seq, session, fix), service.priority, session.sid, seq, True))
+        """Overlapping sessions combine: one report when any of them is due, at the most
+        demanding period, with the union of their fields, named after the highest-priority
+        session and listing the others; each counts it against its own sample bound."""
+        active = [s for s in self._by_priority() if now_ms < s.end_ms]
+        if not any(now_ms >= s.next_due_ms for s in active):
+            return
+        lead = active[0]
+        seq = self._seq()
+        payload = _report(seq, lead, [s.sid for s in active[1:]], fix, _union_fields(active))
+        actions.append(Publish(payload, lead.service.priority, lead.sid, seq, True))
+        period_ms = min(s.service.period_s for s in active) * 1000
+        for session in active:
             session.samples += 1
-            session.next_due_ms = now_ms + service.period_s * 1000
-            if session.samples >= service.max_samples:
-                self._input(service, tr.SAMPLES_DONE, now_ms, actions)
+            session.next_due_ms = now_ms + period_ms
+            if session.samples >= session.service.max_samples:
+                self._input(session.service, tr.SAMPLES_DONE, now_ms, actions)
 
     def _command(self, payload: bytes, now_ms: int, actions: list) -> None:
         """Verify, then carry out, one downlink command; a refused one changes nothing."""
@@ -222,13 +228,21 @@ class Unit:
 _INPUT_OF = {TriggerOn: tr.ON, TriggerOff: tr.OFF, Cancel: tr.CANCEL}
 
 
-def _report(seq: int, session: Session, fix: "Fix") -> bytes:
-    """Encode fix as a located report, with only the fields the session's purpose permits."""
-    fields = session.service.fields
+def _union_fields(sessions: "list[Session]") -> int:
+    fields = 0
+    for session in sessions:
+        fields |= session.service.fields
+    return fields
+
+
+def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields: int) -> bytes:
+    """Encode fix as a located report of session (and others), with only the given fields."""
     motion = bool(fields & F_MOTION)
     speed = None if fix.speed_mms is None else (fix.speed_mms * 36 + 5000) // 10000
     course = None if fix.course_cdeg is None else ((fix.course_cdeg + 100) // 200) % 180
-    ext = {}  # type: dict[int, int]
+    ext = {}  # type: dict[int, Any]
+    if others:
+        ext[messages.EXT_SESSIONS] = others
     if fields & F_ALTITUDE and fix.alt_cm is not None:
         ext[messages.EXT_ALT_M] = (fix.alt_cm + 50) // 100
     if fields & F_QUALITY:

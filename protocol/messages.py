@@ -51,7 +51,9 @@ EXT_ALT_M = 1  # altitude above mean sea level, whole metres
 EXT_SATS = 2  # satellites used
 EXT_HDOP_D = 3  # HDOP * 10
 EXT_MODE = 4  # 2 = 2D, 3 = 3D
-EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE)
+EXT_SESSIONS = 5  # the other sessions this report also serves (overlapping services combine)
+EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE, EXT_SESSIONS)
+MAX_SESSIONS = 8
 
 MAX_UPLINK_SIZE = 512
 _INT32_MIN = -(1 << 31)
@@ -80,7 +82,7 @@ class Message:
         self.lon_e7 = None  # type: int | None
         self.speed_kmh = None  # type: int | None
         self.course_2deg = None  # type: int | None
-        self.ext = {}  # type: dict[int, int]
+        self.ext = {}  # type: dict[int, Any]
         self.reason = None  # type: int | None  # session end reason, command rejection reason
         self.case = None  # type: str | None
         self.fixes = []  # type: list[tuple[int, int, int, int, int]]  # batch: (dt, lat, lon, speed, course)
@@ -143,7 +145,7 @@ def encode_session_end(seq: int, sid: int, time_s: int, reason: int) -> bytes:
 def encode_report(
     seq: int, sid: int, purpose: int, dt: int, lat_e7: int, lon_e7: int,
     speed_kmh: "int | None" = None, course_2deg: "int | None" = None,
-    ext: "dict[int, int] | None" = None, motion: bool = True,
+    ext: "dict[int, Any] | None" = None, motion: bool = True,
 ) -> bytes:
     """Encode a located report; motion=False leaves speed and course out entirely."""
     fields = [_head(T_REPORT), seq, sid, purpose, dt, lat_e7, lon_e7]  # type: list[Any]
@@ -157,7 +159,7 @@ def encode_report(
 
 def decode(data: bytes) -> Message:
     """Decode one uplink strictly: anything unknown or out of range raises DecodeError."""
-    items = cbor.decode(data, max_size=MAX_UPLINK_SIZE, max_depth=2)
+    items = cbor.decode(data, max_size=MAX_UPLINK_SIZE, max_depth=3)
     if not isinstance(items, list) or len(items) < 3:
         raise cbor.DecodeError("uplink is not an array of at least 3 items")
     head = _uint(items, 0, "head")
@@ -226,7 +228,14 @@ def _decode_report(items: list, version: int) -> Message:
         for key in ext:
             if key not in EXT_KEYS:
                 raise cbor.DecodeError("located report has unknown extension key %r" % (key,))
-            _int(ext, key, "extension %d" % key, _INT32_MIN, _INT32_MAX)
+            if key == EXT_SESSIONS:
+                sids = ext[key]
+                if not isinstance(sids, list) or not 0 < len(sids) <= MAX_SESSIONS:
+                    raise cbor.DecodeError("a report's other sessions must be a list of 1..%d" % MAX_SESSIONS)
+                for i in range(len(sids)):
+                    _uint(sids, i, "session")
+            else:
+                _int(ext, key, "extension %d" % key, _INT32_MIN, _INT32_MAX)
         msg.ext = ext
     return msg
 

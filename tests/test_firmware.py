@@ -145,3 +145,24 @@ def test_no_located_uplink_outside_a_session(script: list[tuple[str, int, int]])
         if located:
             assert op == "fix" and active_before
         assert unit.indicator == bool(unit.sessions)
+
+
+def test_overlapping_sessions_combine_and_end_independently() -> None:
+    unit = Unit()
+    unit.handle(TriggerOn(sv.THEFT), T0)
+    theft_sid = unit.sessions[sv.THEFT].sid
+    first = publishes(unit.handle(FixEvent(fix_at(T0)), T0))
+    assert first[0].ext == {}  # theft alone: position and motion only
+    unit.handle(TriggerOn(sv.CRASH), T0 + 1000)
+    crash_sid = unit.sessions[sv.CRASH].sid
+    msgs = publishes(feed_fixes(unit, T0 + 1000, 9))
+    reports = [m for m in msgs if m.located]
+    # one stream at the crash's 2 s period (not one per session), led by the crash session,
+    # serving the theft session too, with the union of their fields (the crash adds altitude)
+    assert [m.dt for m in reports] == [0, 2, 4, 6, 8]  # dt counts from the lead (crash) session
+    assert all(m.sid == crash_sid and m.ext[messages.EXT_SESSIONS] == [theft_sid] for m in reports)
+    assert all(messages.EXT_ALT_M in m.ext for m in reports)
+    ended = publishes(unit.handle(TriggerOff(sv.THEFT), T0 + 10_000))
+    assert [(m.type, m.sid) for m in ended] == [(messages.T_SESSION_END, theft_sid)]
+    alone = [m for m in publishes(feed_fixes(unit, T0 + 11_000, 4)) if m.located]
+    assert alone and all(messages.EXT_SESSIONS not in m.ext for m in alone)

@@ -133,14 +133,19 @@ class PrivacyMachine(RuleBasedStateMachine):
             self.sessions[msg.sid]["ended"] = True
         elif msg.located:
             RUN["located"] += 1
-            known = self.sessions.get(msg.sid)
-            assert known is not None and not known["ended"], "a position outside any session"
-            assert msg.sid in had_sessions or known["samples"] == 0
-            assert msg.purpose == known["purpose"]
-            known["samples"] += 1
-            assert known["samples"] <= known["max"]
-            assert 0 <= msg.dt <= known["bound"], "a position after the session's time bound"
-            assert allowed_fields(msg) & ~FIELDS_OF_PURPOSE[msg.purpose] == 0, "fields beyond the purpose"
+            lead = self.sessions.get(msg.sid)
+            assert lead is not None and msg.purpose == lead["purpose"]
+            when = lead["start"] + msg.dt
+            allowed = 0
+            for sid in [msg.sid] + list(msg.ext.get(messages.EXT_SESSIONS, [])):
+                known = self.sessions.get(sid)  # a report serves only sessions that are open
+                assert known is not None and not known["ended"], "a position outside any session"
+                assert sid in had_sessions or known["samples"] == 0
+                known["samples"] += 1
+                assert known["samples"] <= known["max"], "beyond a session's sample bound"
+                assert -1 <= when - known["start"] <= known["bound"], "outside a session's time bound"
+                allowed |= FIELDS_OF_PURPOSE[known["purpose"]]
+            assert allowed_fields(msg) & ~allowed == 0, "fields beyond the purposes served"
 
     # -- after every step -----------------------------------------------------------
     @invariant()

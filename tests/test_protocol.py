@@ -77,7 +77,10 @@ reports = st.builds(
     dt=st.integers(-(2**31), 2**31 - 1), lat_e7=st.integers(-900000000, 900000000),
     lon_e7=st.integers(-1800000000, 1800000000),
     speed_kmh=st.none() | st.integers(0, 400), course_2deg=st.none() | st.integers(0, 179),
-    ext=st.none() | st.dictionaries(st.sampled_from(messages.EXT_KEYS), st.integers(-1000, 100000), max_size=4),
+    ext=st.none() | st.builds(
+        lambda ints, sids: {**ints, **({messages.EXT_SESSIONS: sids} if sids else {})},
+        st.dictionaries(st.sampled_from(messages.EXT_KEYS[:4]), st.integers(-1000, 100000), max_size=4),
+        st.lists(st.integers(0, 2**16), max_size=8)),
     motion=st.booleans())
 
 
@@ -113,6 +116,8 @@ def test_events_round_trip() -> None:
     ([8 + 2, 1, 1, 1, 0, 0, 0, 5], "speed without course"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, 5, 180], "course"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {9: 1}], "unknown extension"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {5: 3}], "other sessions"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {5: [1, -2]}], "session"),
     ([8 + 1, 1, 1, 1, 0], "session start has 5 items"),
     ([8 + 4, -1, 1, 0, 1], "seq"),
     ({1: 2}, "not an array"),

@@ -70,6 +70,8 @@ def _located(msg: messages.Message, start: messages.Message | None) -> dict[str,
     for key, value in msg.ext.items():
         if key == messages.EXT_HDOP_D:
             out["hdop"] = value / 10
+        elif key == messages.EXT_SESSIONS:
+            out["also_sessions"] = value  # overlapping sessions this report serves too
         else:
             out[names[key]] = value
     return out
