@@ -45,6 +45,23 @@ def open_uplink(sealed: bytes, key: bytes, topic: str) -> bytes:
     return cose.decrypt0(sealed, alg, topic.encode(), open_)
 
 
+def load_e2e_key(path: str | Path) -> bytes:
+    """An AES key for end-to-end sealing: a file holding 32 or 64 hex digits (AES-128/256)."""
+    try:
+        text = Path(path).read_text().strip()
+        key = bytes.fromhex(text)
+    except (OSError, ValueError) as err:
+        raise UsageError("cannot read the end-to-end key %s: %s" % (path, err)) from None
+    if len(key) not in (16, 32):
+        raise UsageError("the end-to-end key %s must be 32 or 64 hex digits, not %d bytes" % (path, len(key)))
+    return key
+
+
+def is_sealed(payload: bytes) -> bool:
+    """A COSE_Encrypt0 (tag 16) rather than a plain uplink (an array)."""
+    return payload[:1] == b"\xd0"
+
+
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
@@ -65,4 +82,3 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     return key
 
 
-__all__ = ["ed25519_verify", "load_private_key", "load_public_key", "open_uplink", "seal_uplink"]

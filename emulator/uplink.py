@@ -1,120 +1,198 @@
-"""MQTT over paho: connect with a deadline, publish at QoS 1, and wait until the broker
-has acknowledged every message before calling it delivered."""
+"""MQTT plumbing shared by the unit's link and the reference backend: broker URLs
+(mqtt:// and mqtts:// with TLS options), topics, and a handshake that waits for CONNACK
+with a deadline, speaking MQTT 5 and falling back to 3.1.1 for brokers that refuse it.
+
+Topics (protocol version 1):
+  tcu/v1/UNIT/up/BOOT   every uplink, QoS 1, never retained; BOOT is the unit's boot number
+  tcu/v1/UNIT/status    a CBOR status message, online / offline (the last will), QoS 1, retained;
+                        never a position
+"""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from tcu.firmware.errors import LinkError, UsageError
+from tcu.protocol import messages
 
-DEFAULT_PORT = 1883
+DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 TOPIC_ROOT = "tcu/v1"
-ALL_UPLINKS = TOPIC_ROOT + "/+/up"
+ALL_UPLINKS = TOPIC_ROOT + "/+/up/#"  # '#' also matches the parent: tcu/v1/UNIT/up
+def status_payload(online: bool) -> bytes:
+    """The unit's status message (protocol/tcu.cddl `status`): the time and state bits, never a
+    position. The offline one is the last will, so its time is when the unit connected."""
+    return messages.encode_status(int(time.time()), messages.STATE_ONLINE if online else 0)
+SESSION_EXPIRY_S = 86_400  # MQTT 5: keep the broker session a day across reconnects
+UNSUPPORTED_PROTOCOL = (1, 0x84)
+PROBE_S = 2.0  # CONNACK codes of 3.1.1 and 5 for "speak another version"
 
 
-def uplink_topic(unit_id: str) -> str:
-    return "%s/%s/up" % (TOPIC_ROOT, unit_id)
+def uplink_topic(unit_id: str, boot: int | None = None) -> str:
+    base = "%s/%s/up" % (TOPIC_ROOT, unit_id)
+    return base if boot is None else "%s/%d" % (base, boot)
+
+
+def status_topic(unit_id: str) -> str:
+    return "%s/%s/status" % (TOPIC_ROOT, unit_id)
+
+
+def parse_uplink_topic(topic: str) -> tuple[str, int | None]:
+    """'tcu/v1/UNIT/up/BOOT' -> (UNIT, BOOT); 'tcu/v1/UNIT/up' -> (UNIT, None); else ('', None)."""
+    parts = topic.split("/")
+    if len(parts) not in (4, 5) or parts[3] != "up":
+        return "", None
+    if len(parts) == 5:
+        return (parts[2], int(parts[4])) if parts[4].isdigit() else ("", None)
+    return parts[2], None
 
 
 def unit_of_topic(topic: str) -> str:
-    parts = topic.split("/")
-    return parts[2] if len(parts) == 4 else ""
+    return parse_uplink_topic(topic)[0]
 
 
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """mqtt://HOST[:PORT] -> (host, port)."""
+@dataclass(frozen=True)
+class TlsOptions:
+    """For mqtts:// URLs: the CA to trust (None: the system's) and, for mutual TLS, the
+    client's certificate and key."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class Broker:
+    url: str
+    host: str
+    port: int
+    tls: bool
+
+
+def parse_broker_url(url: str) -> Broker:
+    """mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS, default port 8883)."""
     parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise UsageError("--broker %r: expected mqtt://HOST[:PORT], e.g. mqtt://127.0.0.1:1883" % url)
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
+        raise UsageError("--broker %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], "
+                         "e.g. mqtt://127.0.0.1:1883" % url)
     try:
-        port = parts.port or DEFAULT_PORT
+        port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
         raise UsageError("--broker %r: the port is not a number from 1 to 65535" % url) from None
-    return parts.hostname, port
+    return Broker(url, parts.hostname, port, parts.scheme == "mqtts")
 
 
-def open_client(url: str, client_id: str, timeout_s: float = 5.0,
-                setup: Callable[[mqtt.Client], None] | None = None) -> mqtt.Client:
-    """A paho client connected to url with its network loop running, or LinkError.
-
-    paho's connect() only opens the socket; a broker that accepts TCP but never sends
-    CONNACK (or refuses the client) is caught by waiting for on_connect with a deadline.
-    """
-    host, port = parse_broker_url(url)
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
-    client.connect_timeout = timeout_s
-    connected = threading.Event()
-    refusal: list[str] = []
-
-    def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object, props: object = None) -> None:
-        if getattr(reason, "is_failure", False):
-            refusal.append(str(reason))
-        connected.set()
-
-    client.on_connect = on_connect
-    if setup is not None:
-        setup(client)
-    try:
-        client.connect(host, port, keepalive=30)
-    except (OSError, ValueError) as err:
-        raise LinkError("broker %s did not answer: %s" % (url, getattr(err, "strerror", None) or err)) from None
-    client.loop_start()
-    if not connected.wait(timeout_s) or refusal:
-        client.disconnect()
-        client.loop_stop()
-        why = refusal[0] if refusal else "no answer to CONNECT within %.0f s" % timeout_s
-        raise LinkError("broker %s refused the connection: %s" % (url, why))
+def new_client(broker: Broker, client_id: str, protocol: mqtt.MQTTProtocolVersion, tls: TlsOptions | None,
+               persistent: bool) -> mqtt.Client:
+    """A paho client (not connected). persistent: keep the broker session across connects."""
+    if protocol == mqtt.MQTTv5:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
+    else:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                             clean_session=not persistent)
+    if broker.tls:
+        tls = tls or TlsOptions()
+        try:
+            client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+        except (OSError, ValueError) as err:
+            raise UsageError("TLS options for %s: %s" % (broker.url, err)) from None
     return client
 
 
-class MqttUplink:
-    """The unit's uplink: QoS 1 publishes, counted until the broker acknowledges them."""
+def connect_args(protocol: mqtt.MQTTProtocolVersion, persistent: bool) -> dict[str, object]:
+    """Keyword arguments for paho's connect(): MQTT 5 wipes the session on the first connect
+    unless told otherwise, so a persistent client asks for clean_start=False and an expiry."""
+    if protocol != mqtt.MQTTv5:
+        return {}
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = SESSION_EXPIRY_S if persistent else 0
+    return {"clean_start": not persistent, "properties": props}
 
-    def __init__(self, url: str, unit_id: str, timeout_s: float = 5.0) -> None:
-        self.url = url
-        self.topic = uplink_topic(unit_id)
-        self.timeout_s = timeout_s
-        self._lock = threading.Condition()
-        self._sent = 0
-        self._acked = 0
 
-        def setup(client: mqtt.Client) -> None:
-            client.on_publish = self._on_publish
+def reason_value(reason: object) -> int:
+    value = getattr(reason, "value", reason)
+    return value if isinstance(value, int) else -1
 
-        self._client = open_client(url, "tcu-%s" % unit_id, timeout_s, setup)
 
-    def __enter__(self) -> MqttUplink:
-        return self
+def is_failure(reason: object) -> bool:
+    """A CONNACK or PUBACK reason that is not success (MQTT 5: >= 0x80)."""
+    return bool(getattr(reason, "is_failure", False)) or reason_value(reason) >= 0x80
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, reason: object, props: object) -> None:
-        with self._lock:
-            self._acked += 1
-            self._lock.notify_all()
+def protocols(protocol: mqtt.MQTTProtocolVersion | None) -> list[mqtt.MQTTProtocolVersion]:
+    """The versions to try, in order: None means MQTT 5, then 3.1.1."""
+    return [protocol] if protocol is not None else [mqtt.MQTTv5, mqtt.MQTTv311]
 
-    def publish(self, payload: bytes, qos: int = 1) -> None:
-        with self._lock:
-            self._sent += 1
-        info = self._client.publish(self.topic, payload, qos=qos, retain=False)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            raise LinkError("publish to %s failed: %s" % (self.url, mqtt.error_string(info.rc)))
 
-    def drain(self, timeout_s: float | None = None) -> None:
-        """Block until the broker acknowledged every publish; LinkError if it does not."""
-        deadline = time.monotonic() + (self.timeout_s if timeout_s is None else timeout_s)
-        with self._lock:
-            while self._acked < self._sent:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise LinkError("broker %s acknowledged %d of %d uplinks" % (self.url, self._acked, self._sent))
-                self._lock.wait(left)
+def answer_wait(protocol: mqtt.MQTTProtocolVersion, candidates: list[mqtt.MQTTProtocolVersion],
+                timeout_s: float) -> float:
+    """How long to wait for CONNACK: a 3.1.1-only broker may hang on MQTT 5 properties
+    (amqtt does) instead of refusing, so an MQTT 5 attempt that may fall back waits less."""
+    return min(timeout_s, PROBE_S) if protocol == mqtt.MQTTv5 and len(candidates) > 1 else timeout_s
 
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+
+def open_client(url: str, client_id: str, timeout_s: float = 5.0,
+                setup: Callable[[mqtt.Client], None] | None = None, tls: TlsOptions | None = None,
+                persistent: bool = False, keepalive_s: int = 30,
+                protocol: mqtt.MQTTProtocolVersion | None = None) -> mqtt.Client:
+    """A paho client connected to url with paho's network loop running, or LinkError.
+
+    paho's connect() only opens the socket; a broker that accepts TCP but never sends
+    CONNACK (or refuses the client, also at TLS) is caught by waiting for on_connect with a
+    deadline. protocol None: MQTT 5, and 3.1.1 for a broker that refuses or ignores it.
+    paho reconnects on its own afterwards (within 1 to 2 s); setup() should subscribe in
+    on_connect so a broker that lost its sessions still delivers.
+    """
+    broker = parse_broker_url(url)
+    candidates = protocols(protocol)
+    for version in candidates:
+        client = new_client(broker, client_id, version, tls, persistent)
+        client.connect_timeout = timeout_s
+        client.reconnect_delay_set(1, 2)
+        answered = threading.Event()
+        answer: list[object] = []
+        user_on_connect: list[Callable[..., None]] = []
+
+        def on_connect(c: mqtt.Client, userdata: object, flags: object, reason: object,
+                       props: object = None, answer: list[object] = answer,
+                       answered: threading.Event = answered, user: list[Callable[..., None]] = user_on_connect
+                       ) -> None:
+            answer.append(reason)
+            if not is_failure(reason) and user:
+                user[0](c, userdata, flags, reason, props)
+            answered.set()
+
+        def on_disconnect(*args: object, answered: threading.Event = answered) -> None:
+            answered.set()  # closed before (or after) CONNACK: either way, stop waiting
+
+        if setup is not None:
+            setup(client)
+        if client.on_connect is not None:
+            user_on_connect.append(client.on_connect)
+        client.on_connect = on_connect
+        if client.on_disconnect is None:
+            client.on_disconnect = on_disconnect
+        try:
+            client.connect(broker.host, broker.port, keepalive=keepalive_s,
+                           **connect_args(version, persistent))  # type: ignore[arg-type]
+        except (OSError, ValueError) as err:
+            raise LinkError("broker %s did not answer: %s" % (url, getattr(err, "strerror", None) or err)) from None
+        client.loop_start()
+        answered.wait(answer_wait(version, candidates, timeout_s))
+        if answer and not is_failure(answer[0]) and client.is_connected():
+            return client
+        client.disconnect()
+        client.loop_stop()
+        if version != candidates[-1] and (not answered.is_set() or (
+                answer and reason_value(answer[0]) in UNSUPPORTED_PROTOCOL)):
+            continue
+        why = (str(answer[0]) if answer else "the connection was closed before CONNACK" if answered.is_set()
+               else "no answer to CONNECT within %.0f s" % timeout_s)
+        raise LinkError("broker %s refused the connection: %s" % (url, why))
+    raise AssertionError("unreachable")

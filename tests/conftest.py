@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +28,21 @@ def free_port() -> int:
 class Mosquitto:
     """A real broker on a loopback port; restart() and kill() serve the fault tests."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistent: bool = False) -> None:
         self.binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.port = free_port()
         self.url = "mqtt://127.0.0.1:%d" % self.port
         self.config = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
         # max_queued_messages 0: the default 1000 drops QoS 1 messages for a slow subscriber.
+        # persistent: sessions and queued messages saved every second (the default is 30 min),
+        # so a subscriber's session outlives a SIGKILLed broker.
+        # (user: run as root, Mosquitto would drop to a user that cannot write workdir)
+        persistence = ("persistence true\npersistence_location %s/\nautosave_interval 1\nuser %s\n"
+                       % (workdir, getpass.getuser()) if persistent else "persistence false\n")
         self.config.write_text(
-            "listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
-            "max_queued_messages 0\nlog_dest file %s\n" % (self.port, self.log))
+            "listener %d 127.0.0.1\nallow_anonymous true\n%s"
+            "max_queued_messages 0\nlog_dest file %s\n" % (self.port, persistence, self.log))
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
@@ -78,3 +84,38 @@ def traces() -> Path:
     if not TRACES.is_dir():
         pytest.skip("the shared gpsd traces are not beside the repository (%s)" % TRACES)
     return TRACES
+
+
+@pytest.fixture
+def fresh_mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto of this test's own (persisting sessions every second), for fault tests
+    that kill and restart it."""
+    if not (shutil.which("mosquitto") or os.path.exists("/usr/sbin/mosquitto")):
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    broker = Mosquitto(tmp_path, persistent=True)
+    broker.start()
+    yield broker
+    broker.stop(signal.SIGKILL)
+
+
+FIGURES: list[str] = []
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """figures("sent 1000, delivered unique 1000, ..."): printed now (pytest -s) and again
+    in the terminal summary, so fault tests show their numbers in every run."""
+
+    def report(line: str) -> None:
+        text = "%s: %s" % (request.node.name, line)
+        print(text)
+        FIGURES.append(text)
+
+    return report
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if FIGURES:
+        terminalreporter.section("fault test figures")
+        for line in FIGURES:
+            terminalreporter.write_line(line)

@@ -17,6 +17,8 @@ import paho.mqtt.client as mqtt
 import pynmea2
 import pytest
 from tcu.protocol import messages
+from tcu.tools.backend import Backend
+from wire_check import assert_valid
 
 TRACE = "quectel-l76k-dual.log"  # 130 s at 1 Hz, NMEA with binary frames between
 
@@ -38,7 +40,7 @@ class Subscriber:
         self.client.on_message = lambda c, u, m: self.payloads.append(m.payload)
         self.client.on_subscribe = lambda *a: self.ready.set()
         self.client.connect("127.0.0.1", port)
-        self.client.subscribe("tcu/v1/+/up", qos=1)
+        self.client.subscribe("tcu/v1/+/up/#", qos=1)
         self.client.loop_start()
         assert self.ready.wait(5)
 
@@ -49,6 +51,8 @@ class Subscriber:
         time.sleep(0.2)  # anything beyond count would be a bug: give it a chance to arrive
         self.client.disconnect()
         self.client.loop_stop()
+        for payload in self.payloads:  # everything the unit sent conforms to protocol/tcu.cddl
+            assert_valid(payload, "sealed-uplink" if payload[:1] == b"\xd0" else "uplink")
         return self.payloads
 
 
@@ -177,6 +181,30 @@ def test_demo_shows_no_location_before_the_first_trigger() -> None:
     lines = result.stdout.splitlines()
     first_on = next(i for i, line in enumerate(lines) if "privacy indicator ON" in line)
     assert not any(" report " in line for line in lines[:first_on])
-    assert "dormant:" in lines[first_on - 1]
+    assert "dormant for" in lines[first_on - 1] and "no position decoded" in lines[first_on - 1]
     assert sum(" report " in line for line in lines) >= 6
     assert "all received by the backend" in lines[-1]
+
+
+def test_sealed_location_is_opened_only_by_the_backend_with_the_key(mosquitto, traces, tmp_path) -> None:
+    key_file = tmp_path / "e2e.key"
+    key_file.write_text(bytes(range(32)).hex() + "\n")
+    sub = Subscriber(mosquitto.url)
+    keyless = Backend(mosquitto.url, client_id="keyless-%d" % time.monotonic_ns(), persistent=False)
+    backend = Backend(mosquitto.url, client_id="e2e-%d" % time.monotonic_ns(), persistent=False,
+                      e2e_key=bytes(range(32)))
+    try:
+        result = tcu("replay", str(traces / TRACE), "--trigger", "theft@5+40", "--broker", mosquitto.url,
+                     "--e2e-key", str(key_file))
+        assert result.returncode == 0, result.stderr
+        payloads = sub.collect(7)
+        sealed = [p for p in payloads if p[:1] == b"\xd0"]
+        assert len(sealed) >= 4 and len(payloads) == len(sealed) + 2  # the start and end stay readable
+        assert backend.wait_for(len(payloads))
+        reports = [r for r in backend.records if r["type"] == "report"]
+        assert len(reports) == len(sealed) and all("lat" in r for r in reports)
+        assert keyless.wait_for(2) and len(keyless.rejected) == len(sealed)
+        assert all("no --e2e-key" in line for line in keyless.rejected)
+    finally:
+        backend.close()
+        keyless.close()

@@ -350,3 +350,21 @@ def test_a_unit_cannot_command_another_unit(broker: TlsMosquitto, pki: Pki) -> N
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def test_the_durable_uplink_delivers_over_mutual_tls_and_refuses_clearly(broker: TlsMosquitto, pki: Pki,
+                                                                        tmp_path: Path) -> None:
+    from tcu.emulator.link import DurableUplink
+    from tcu.firmware.events import Publish
+    from tcu.protocol import messages
+
+    url = "mqtts://127.0.0.1:%d" % broker.port
+    with DurableUplink(url, UNIT_ID, str(tmp_path / "outbox"), tls=unit_tls(pki, pki.client)) as uplink:
+        for seq in range(1, 21):
+            payload = messages.encode_report(seq, 1, 1, seq, 481374300, 115754900, 50, 22)
+            uplink.send(Publish(payload, 0, 1, seq, True))
+        uplink.drain(WAIT_S)
+        assert uplink.stats.acked >= 20 and len(uplink.outbox) == 0
+    with pytest.raises(LinkError, match="refused|closed|did not"):
+        DurableUplink(url, UNIT_ID, str(tmp_path / "outbox2"), tls=unit_tls(pki, pki.expired),
+                      connect_timeout_s=WAIT_S)

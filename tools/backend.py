@@ -1,10 +1,17 @@
-"""`tcu backend`: the reference backend. Subscribes to every unit's uplink, decodes each
-message strictly and prints it; a payload that does not decode is reported, never fatal."""
+"""`tcu backend`: the reference backend. Subscribes to every unit's uplinks at QoS 1 with a
+persistent session (a backend that reconnects misses nothing the broker kept), decodes each
+message strictly, deduplicates on (unit, boot, seq) and stores it in SQLite; a payload that
+does not decode is reported, never fatal.
+
+A unit sends an uplink again when it cannot know that the broker got it (a PUBACK lost with
+the link, a restart), so duplicates are normal: the store keeps one row per identity.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sqlite3
 import sys
 import threading
 import time
@@ -12,49 +19,94 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from tcu.emulator.uplink import ALL_UPLINKS, open_client, unit_of_topic
-from tcu.firmware.errors import ProtocolError
+from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
+from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
+from tcu.firmware.errors import ProtocolError, UsageError
+from tcu.tools.replay_cmd import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]
 
+SCHEMA = """CREATE TABLE IF NOT EXISTS uplinks (
+    unit TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, session INTEGER NOT NULL, payload BLOB NOT NULL, received REAL NOT NULL,
+    PRIMARY KEY (unit, boot, seq))"""
+
 
 class Backend:
-    """Subscribes at QoS 1 and keeps every decoded uplink in `records`."""
+    """Subscribes at QoS 1; keeps every new uplink in `records` and in the SQLite store
+    (`store`: a file, or ':memory:'); counts `duplicates` it dropped."""
 
     def __init__(self, url: str, on_record: Callable[[Record], None] | None = None,
-                 client_id: str = "tcu-backend") -> None:
+                 client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
+                 tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
+                 e2e_key: bytes | None = None) -> None:
         self.url = url
+        self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
         self.rejected: list[str] = []
+        self.received = 0  # messages, duplicates included
+        self.duplicates = 0
         self._on_record = on_record
         self._view = UplinkView()
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
+        try:
+            self.db = sqlite3.connect(store, check_same_thread=False, isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.execute(SCHEMA)
+        except sqlite3.Error as err:
+            raise UsageError("--store %s: %s" % (store, err)) from None
 
         def setup(client: mqtt.Client) -> None:
             client.on_message = self._on_message
             client.on_subscribe = lambda *a: self._subscribed.set()
+            # every connect: a broker that restarted without its sessions forgot the subscription
+            client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1)
 
-        self._client = open_client(url, client_id, setup=setup)
-        self._client.subscribe(ALL_UPLINKS, qos=1)
+        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
         self._subscribed.wait(5)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        unit, boot = parse_uplink_topic(message.topic)
+        boot = boot or 0
+        payload = bytes(message.payload)
         try:
-            record = self._view.describe(message.payload, unit_of_topic(message.topic))
+            if is_sealed(payload):  # sealed end to end by the unit: only this backend can open it
+                if self.e2e_key is None:
+                    raise ProtocolError("a sealed uplink, and no --e2e-key to open it")
+                payload = open_uplink(payload, self.e2e_key, message.topic)
+            record = self._view.describe(payload, "%s/%d" % (unit, boot))
         except ProtocolError as err:
             with self._cond:
                 self.rejected.append("%s: %s" % (message.topic, err))
             return
+        record["unit"], record["boot"] = unit, boot
         with self._cond:
+            self.received += 1
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO uplinks VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (unit, boot, record["seq"], record["type"], record["session"], payload, time.time()))
+            if cursor.rowcount == 0:
+                self.duplicates += 1
+                return
             self.records.append(record)
             self._cond.notify_all()
         if self._on_record is not None:
             self._on_record(record)
 
+    def stored(self) -> int:
+        """Rows in the store: unique uplinks."""
+        with self._cond:
+            return int(self.db.execute("SELECT COUNT(*) FROM uplinks").fetchone()[0])
+
+    def stored_keys(self) -> list[tuple[str, int, int]]:
+        with self._cond:
+            return [tuple(row) for row in self.db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY rowid")]
+
     def wait_for(self, count: int, timeout_s: float = 10.0) -> bool:
-        """True once `count` records arrived, False if the timeout passed first."""
+        """True once `count` unique records arrived, False if the timeout passed first."""
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while len(self.records) < count:
@@ -67,6 +119,8 @@ class Backend:
     def close(self) -> None:
         self._client.disconnect()
         self._client.loop_stop()
+        with self._cond:
+            self.db.close()
 
 
 def format_record(record: Record) -> str:
@@ -86,7 +140,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("backend", help="subscribe to units' uplinks, decode and print them")
     parser.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
-    parser.add_argument("--count", type=int, default=0, help="exit after this many uplinks (0: run until Ctrl-C)")
+    parser.add_argument("--count", type=int, default=0,
+                        help="exit after this many unique uplinks (0: run until Ctrl-C)")
+    parser.add_argument("--store", default=":memory:", metavar="FILE",
+                        help="keep the deduplicated uplinks in this SQLite file (default: in memory)")
+    parser.add_argument("--client-id", default="tcu-backend",
+                        help="MQTT client id; its broker session persists, so a restart misses nothing")
+    parser.add_argument("--e2e-key", metavar="FILE", help="open uplinks sealed end to end with this key (hex)")
+    add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -94,12 +155,15 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
-    backend = Backend(args.broker, on_record=show)
+    backend = Backend(args.broker, on_record=show, client_id=args.client_id, store=args.store,
+                      tls=tls_options(args), e2e_key=load_e2e_key(args.e2e_key) if args.e2e_key else None)
     print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
     try:
         while not args.count or len(backend.records) < args.count:
             backend.wait_for(args.count or len(backend.records) + 1, timeout_s=1.0)
     finally:
+        if backend.duplicates:
+            print("backend: %d duplicates dropped" % backend.duplicates, file=sys.stderr)
         backend.close()
         for line in backend.rejected:
             print("backend: rejected %s" % line, file=sys.stderr)

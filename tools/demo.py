@@ -9,14 +9,15 @@ from importlib import resources
 from typing import Any
 
 from tcu.emulator.broker import EmbeddedBroker
+from tcu.emulator.link import DurableUplink
 from tcu.emulator.replay import Replay, parse_trigger
-from tcu.emulator.uplink import ALL_UPLINKS, MqttUplink
+from tcu.emulator.uplink import ALL_UPLINKS
 from tcu.firmware.errors import LinkError
 from tcu.firmware.events import Indicator, Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
 from tcu.tools.backend import Backend, format_record
-from tcu.tools.replay_cmd import primed
+from tcu.tools.replay_cmd import EMBEDDED_PROTOCOL
 
 SCRIPT = ("theft@60+150", "crash@400")
 COLLAPSE_AFTER = 3  # located reports shown per session before the rest are summarised
@@ -46,26 +47,28 @@ def run(args: argparse.Namespace) -> int:
     unit_lines: list[tuple[int, int, str]] = []  # (time ms, order, text)
     sent_at: dict[int, int] = {}
     with EmbeddedBroker() as broker:
-        backend = Backend(broker.url)
+        backend = Backend(broker.url, protocol=EMBEDDED_PROTOCOL)
         try:
-            fixes = primed(iter_fixes(trace))
-            with MqttUplink(broker.url, "demo-unit") as uplink:
+            stream = iter_fixes(trace, positions_needed=False)
+            with stream, DurableUplink(broker.url, "demo-unit", protocol=EMBEDDED_PROTOCOL) as uplink:
                 dropped_before = [0]
 
                 def sink(action: Any, now_ms: int) -> None:
                     if isinstance(action, Publish):
-                        uplink.publish(action.payload)
+                        uplink.send(action)
                         sent_at[action.seq] = now_ms
                     elif isinstance(action, Indicator):
-                        dropped = replay.stats.fixes_dropped - dropped_before[0]
-                        dropped_before[0] = replay.stats.fixes_dropped
+                        dormant = replay.stats.dormant_seconds - dropped_before[0]
+                        dropped_before[0] = replay.stats.dormant_seconds
                         if action.on:
-                            unit_lines.append((now_ms, 0, "dormant: %d fixes decoded and dropped unread; "
-                                               "nothing kept, nothing sent" % dropped))
-                        unit_lines.append((now_ms, 1, "privacy indicator %s" % ("ON" if action.on else "off")))
+                            unit_lines.append((now_ms, 0, "dormant for %d receiver seconds: no position decoded, "
+                                               "kept or sent" % dormant))
+                        # on: before the session's first uplink; off: after its last
+                        unit_lines.append((now_ms, 1 if action.on else 3,
+                                           "privacy indicator %s" % ("ON" if action.on else "off")))
 
                 replay = Replay(Unit(), windows, sink)
-                stats = replay.run(fixes)
+                stats = replay.run_stream(stream)
                 uplink.drain()
             if not backend.wait_for(stats.uplinks, timeout_s=10):
                 raise LinkError("the backend received %d of %d uplinks" % (len(backend.records), stats.uplinks))
@@ -74,19 +77,20 @@ def run(args: argparse.Namespace) -> int:
     if stats.first_fix_ms is None:
         print("tcu demo: %s has no fixes" % trace)
         return 1
-    tail = stats.fixes_dropped - dropped_before[0]
+    tail = stats.dormant_seconds - dropped_before[0]
     t0, t_end = stats.first_fix_ms, stats.last_ms or stats.first_fix_ms
-    print("tcu demo: unit 'demo-unit' replaying %s (%d fixes over %s)"
-          % (trace.rsplit("/", 1)[-1], stats.fixes, _clock(t_end, t0)[1:]))
+    print("tcu demo: unit 'demo-unit' replaying %s (%s of receiver time)"
+          % (trace.rsplit("/", 1)[-1], _clock(t_end, t0)[1:]))
     print("          embedded MQTT broker %s; backend subscribed to %s" % (broker.url, ALL_UPLINKS))
     print("          triggers: %s\n" % " ".join(args.trigger or SCRIPT))
     for line in _timeline(unit_lines, backend.records, sent_at, t0):
         print(line)
     if tail:
-        print("%-7s unit     dormant again: %d fixes dropped unread" % (_clock(t_end, t0), tail))
-    print("\n%d fixes read, %d dropped unread while no session was active; %d uplinks, %d located, "
-          "%d bytes; all received by the backend" % (stats.fixes, stats.fixes_dropped, stats.uplinks,
-                                                       stats.located, sum(r["bytes"] for r in backend.records)))
+        print("%-7s unit     dormant again for %d receiver seconds" % (_clock(t_end, t0), tail))
+    print("\n%d receiver seconds with no session: not one position decoded; %d fixes in sessions; %d uplinks, "
+          "%d located, %d bytes; all received by the backend" % (
+              stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located,
+              sum(r["bytes"] for r in backend.records)))
     return 0
 
 

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import sys
-from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
+import paho.mqtt.client as mqtt
 from tcu.emulator.broker import EmbeddedBroker
+from tcu.emulator.crypto import load_e2e_key, seal_uplink
+from tcu.emulator.link import DurableUplink, LinkStats
+from tcu.emulator.outbox import OutboxStats
 from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow, parse_trigger
-from tcu.emulator.uplink import MqttUplink
+from tcu.emulator.uplink import TlsOptions, uplink_topic
 from tcu.firmware.events import Publish
-from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
 from tcu.tools.view import UplinkView
+
+EMBEDDED_PROTOCOL = mqtt.MQTTv311  # amqtt speaks 3.1.1 only (and hangs on MQTT 5 properties)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,33 +35,63 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--jsonl", metavar="FILE",
                         help="write each uplink decoded, one JSON object per line ('-': stdout)")
     parser.add_argument("--unit", default="demo-unit", help="the unit's identity in topics (default: demo-unit)")
+    parser.add_argument("--e2e-key", metavar="FILE",
+                        help="seal located uplinks end to end (COSE_Encrypt0, AES-GCM) with this key (hex)")
+    parser.add_argument("--outbox", metavar="PATH",
+                        help="the durable outbox journal (default: a temporary one, removed at exit); what is "
+                             "not acknowledged stays in it and is sent first at the next run")
+    add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
 
-def primed(fixes: Iterator[Fix]) -> Iterator[Fix]:
-    """Read the first fix now, so a source that cannot be read fails before any connecting."""
-    try:
-        first = next(fixes)
-    except StopIteration:
-        return iter(())
-    return itertools.chain([first], fixes)
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", metavar="FILE", help="mqtts://: the CA certificates to trust")
+    parser.add_argument("--tls-cert", metavar="FILE", help="mqtts://: this client's certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="FILE", help="mqtts://: this client's private key (mutual TLS)")
+
+
+def tls_options(args: argparse.Namespace) -> TlsOptions | None:
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return TlsOptions(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+@dataclass
+class ReplayResult:
+    replay: ReplayStats
+    link: LinkStats
+    outbox: OutboxStats
+    recovered: str
+    boot: int
 
 
 def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, unit_id: str,
-                     jsonl: IO[str] | None = None) -> ReplayStats:
-    """The whole replay: returns once the broker acknowledged every uplink."""
-    fixes = primed(iter_fixes(trace))
+                     jsonl: IO[str] | None = None, outbox: str | None = None,
+                     tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
+                     e2e_key: bytes | None = None) -> ReplayResult:
+    """The whole replay: every uplink goes through the durable outbox; returns once the
+    broker acknowledged every uplink (those left from an earlier run included). While no
+    session is active the HAL parses no position at all (the idle path).
+    e2e_key: located uplinks are sealed end to end for the backend (COSE_Encrypt0)."""
+    stream = iter_fixes(trace, positions_needed=False)  # opens now: a bad trace fails before connecting
     view = UplinkView()
-    with MqttUplink(broker_url, unit_id) as uplink:
+    with stream, DurableUplink(broker_url, unit_id, outbox, tls=tls, protocol=protocol) as uplink:
+        topic = uplink_topic(unit_id, uplink.boot)
+
         def sink(action: Any, now_ms: int) -> None:
             if isinstance(action, Publish):
-                uplink.publish(action.payload)
                 if jsonl is not None:
                     jsonl.write(json.dumps(view.describe(action.payload)) + "\n")
+                if e2e_key is not None and action.located:
+                    sealed = seal_uplink(action.payload, e2e_key, topic)
+                    action = Publish(sealed, action.priority, action.sid, action.seq, action.located)
+                uplink.send(action)
 
-        stats = Replay(Unit(), windows, sink).run(fixes)
+        stats = Replay(Unit(), windows, sink).run_stream(stream)
         uplink.drain(timeout_s=30)
-    return stats
+        recovered = uplink.outbox.recovery
+        return ReplayResult(stats, uplink.stats, uplink.outbox.stats,
+                            recovered.describe() if recovered.cut_at is not None else "", uplink.boot)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,9 +103,24 @@ def run(args: argparse.Namespace) -> int:
             jsonl = sys.stdout
         elif args.jsonl:
             jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8"))
-        stats = replay_to_broker(args.trace, windows, url, args.unit, jsonl)
-    print("replay: %d fixes (%d dropped unread while no session was active), %d uplinks "
-          "(%d located) acknowledged by %s%s" % (
-              stats.fixes, stats.fixes_dropped, stats.uplinks, stats.located, url,
+        e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
+        result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls_options(args),
+                                  None if args.broker else EMBEDDED_PROTOCOL, e2e_key)
+    stats = result.replay
+    if result.recovered:
+        print("replay: %s" % result.recovered, file=sys.stderr)
+    print("replay: %d receiver seconds with no session active (no position decoded), %d fixes in sessions, "
+          "%d uplinks (%d located) acknowledged by %s%s" % (
+              stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located, url,
               "" if args.broker else " (embedded)"), file=sys.stderr)
+    extra = []
+    if result.link.backlog:
+        extra.append("%d sent from the outbox's backlog" % result.link.backlog)
+    if result.outbox.evicted_total:
+        extra.append("%d evicted from a full outbox (%s)" % (result.outbox.evicted_total, ", ".join(
+            "priority %d: %d" % kv for kv in sorted(result.outbox.evicted.items()))))
+    if result.outbox.over_limit:
+        extra.append("%d crash/SOS uplinks kept beyond the outbox limit" % result.outbox.over_limit)
+    if extra:
+        print("replay: boot %d; %s" % (result.boot, "; ".join(extra)), file=sys.stderr)
     return 0

@@ -1,0 +1,181 @@
+"""The unit on wall-clock time: the firmware, its durable uplink, its downlink, its timers.
+
+Every input (a trigger, a fix from the HAL, a downlink command, a timer) goes through one
+lock into Unit.handle(event, now); the actions that come back are carried out in order.
+A PersistCounter action is written and fsynced before the actions after it run, so an
+accepted command can never be replayed, not even after a power cut.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from tcu.emulator.audit import AuditLog
+from tcu.emulator.crypto import seal_uplink
+from tcu.emulator.link import DurableUplink
+from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
+from tcu.firmware.errors import SourceError
+from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
+from tcu.firmware.services import PURPOSE_NAMES
+from tcu.firmware.unit import Unit
+from tcu.protocol import messages
+from tcu.protocol.commands import CommandVerifier, downlink_topic
+
+
+class CounterStore:
+    """The last accepted command counter, in a file that survives crashes (write, fsync,
+    rename, fsync the directory)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+
+    def load(self) -> int:
+        try:
+            text = self.path.read_text().strip()
+        except FileNotFoundError:
+            return 0
+        except OSError as err:
+            raise SourceError("cannot read the command counter %s: %s" % (self.path, err)) from None
+        if not text.isdigit():
+            raise SourceError("the command counter file %s is corrupt: %r" % (self.path, text[:20]))
+        return int(text)
+
+    def save(self, counter: int) -> None:
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".counter-")
+        try:
+            os.write(fd, b"%d\n" % counter)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.path)
+        dir_fd = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class LiveUnit:
+    """Run with `with LiveUnit(url, unit_id, state_dir, verifier) as unit: unit.handle(event)`.
+
+    state_dir keeps the outbox, the command counter and the disclosure audit log (one
+    record per located uplink, see emulator/audit.py). e2e_key (16 or 32 bytes): located
+    uplinks are sealed as COSE_Encrypt0 for the backend, opaque to the broker.
+    """
+
+    def __init__(self, url: str, unit_id: str, state_dir: str | os.PathLike[str],
+                 verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
+                 e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        state = Path(state_dir)
+        state.mkdir(parents=True, exist_ok=True)
+        self.unit_id = unit_id
+        self.clock = clock
+        self.e2e_key = e2e_key
+        self.on_indicator = on_indicator
+        self.counter = CounterStore(state / "command-counter")
+        self.unit = Unit(verifier=verifier, command_counter=self.counter.load())
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._timer_changed = threading.Event()
+        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls)
+        self.topic = uplink_topic(unit_id, self.uplink.boot)
+        self.audit = AuditLog(state / "audit.log")
+        self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
+        self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
+        try:
+            self._downlink = open_client(url, "tcu-%s-down" % unit_id, setup=self._setup_downlink, tls=tls,
+                                         persistent=True)
+        except BaseException:
+            self.uplink.close()
+            raise
+        self._timer = threading.Thread(target=self._run_timer, name="tcu-timer", daemon=True)
+        self._timer.start()
+
+    def __enter__(self) -> LiveUnit:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _setup_downlink(self, client: mqtt.Client) -> None:
+        topic = downlink_topic(self.unit_id)
+
+        def on_connect(c: mqtt.Client, *args: object) -> None:
+            c.subscribe(topic, qos=1)  # again after every reconnect
+
+        def on_message(c: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+            self.handle(Downlink(bytes(message.payload)))
+
+        client.on_connect = on_connect
+        client.on_message = on_message
+
+    def now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    def handle(self, event: Any) -> list[Any]:
+        """Feed one event to the firmware and carry out its actions; returns them."""
+        with self._lock:
+            actions = self.unit.handle(event, self.now_ms())
+            for action in actions:
+                self._apply(action)
+        self._timer_changed.set()
+        return actions
+
+    def _apply(self, action: Any) -> None:
+        if isinstance(action, PersistCounter):
+            self.counter.save(action.counter)
+        elif isinstance(action, Publish):
+            if not action.located:
+                self._note_session(action.payload)
+            elif self.e2e_key is not None:
+                sealed = seal_uplink(action.payload, self.e2e_key, self.topic)
+                action = Publish(sealed, action.priority, action.sid, action.seq, action.located)
+            self.uplink.send(action)
+            if action.located:  # a disclosure: on the record before anything else happens
+                purpose = PURPOSE_NAMES.get(self._purposes.get(action.sid, 0), "unknown")
+                self.audit.append(self.now_ms() // 1000, self.uplink.boot, action.seq, action.sid, purpose,
+                                  action.payload)
+        elif isinstance(action, Indicator) and self.on_indicator is not None:
+            self.on_indicator(action.on)
+
+    def _note_session(self, payload: bytes) -> None:
+        msg = messages.decode(payload)
+        if msg.type == messages.T_SESSION_START and msg.purpose is not None:
+            self._purposes[msg.sid] = msg.purpose
+        elif msg.type == messages.T_SESSION_END:
+            self._ended[(self.uplink.boot, msg.sid)] = self.now_ms() // 1000
+            self.audit.prune(self.now_ms() // 1000, self._ended)
+
+    def _run_timer(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                due = self.unit.next_timer()
+            wait = None if due is None else max(0.0, (due - self.now_ms()) / 1000)
+            self._timer_changed.clear()
+            if self._timer_changed.wait(wait if wait is None else min(wait, 1.0)) or self._stop.is_set():
+                continue
+            if due is not None and self.now_ms() >= due:
+                self.handle(Tick())
+
+    def close(self, drain_s: float = 5.0) -> None:
+        """End every session (sending its end), deliver what can be delivered, stop."""
+        if self._stop.is_set():
+            return
+        self.handle(Shutdown())
+        self._stop.set()
+        self._timer_changed.set()
+        self._timer.join(5)
+        self._downlink.disconnect()
+        self._downlink.loop_stop()
+        try:
+            self.uplink.drain(drain_s)
+        finally:
+            self.uplink.close()
