@@ -14,7 +14,8 @@ from fractions import Fraction
 
 import pynmea2
 
-from .nmea_decode import USED_TYPES, Report
+# The pure helpers are shared; everything that converts field values is this module's own.
+from .nmea_decode import USED_TYPES, Report, _faa_ok, sentence_type
 
 # GGA quality 1..6 are real (if possibly degraded) fixes; 0 is none, 7 is a position typed
 # in by hand and 8 is the receiver's simulator: neither locates the car.
@@ -97,11 +98,6 @@ def _speed(text: str, scale: Fraction) -> int | None:
     return None if value is None or value < 0 else value
 
 
-def _faa_ok(mode: str) -> bool:
-    """An absent FAA mode (NMEA < 2.3) does not veto a fix; 'N', 'M', 'S' do."""
-    return not mode or mode[0] in FAA_FIX_MODES
-
-
 def _rmc(f: list[str], rep: Report) -> None:
     rep.tod_ms = time_of_day(f[0])
     if f[8]:
@@ -174,13 +170,6 @@ _DECODERS = {
     "RMC": (_rmc, 12), "GGA": (_gga, 10), "GNS": (_gns, 9), "GLL": (_gll, 7),
     "VTG": (_vtg, 9), "GSA": (_gsa, 16), "ZDA": (_zda, 4),
 }
-
-
-def sentence_type(sentence: str) -> str | None:
-    """The 3-letter type of a talker sentence ("$GNRMC,..." -> "RMC"); None if proprietary."""
-    if len(sentence) < 7 or sentence[1] == "P" or sentence[6] != ",":
-        return None
-    return sentence[3:6]
 
 
 def decode(sentence: str) -> Report | None:

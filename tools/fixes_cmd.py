@@ -13,6 +13,7 @@ import argparse
 import datetime
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from tcu.firmware.fix import Fix
@@ -73,15 +74,20 @@ def _baudrate(text: str) -> int:
     return value
 
 
-def speed_factor(text: str) -> float:
-    """--speed: a positive finite factor (2 = twice as fast as recorded)."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("not a positive speed factor: %r" % text)
-    return value
+def positive_float(what: str) -> Callable[[str], float]:
+    """An argparse type: a positive finite number, refused as 'not a positive WHAT'."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = 0.0
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError("not a positive %s: %r" % (what, text))
+        return value
+    return parse
+
+
+speed_factor = positive_float("speed factor")  # --speed: 2 = twice as fast as recorded
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -20,17 +20,9 @@ from tcu.hal.framer import NmeaFramer
 from tcu.hal.serial_port import ReconnectingSource
 from tcu.hal.source_base import Source
 from tcu.hal.sources import open_source
-from tcu.tools.fixes_cmd import _baudrate
+from tcu.tools.fixes_cmd import _baudrate, positive_float
 
-
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError("not a positive duration in seconds: %r" % text)
-    return value
+_duration = positive_float("duration in seconds")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
