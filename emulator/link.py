@@ -114,6 +114,11 @@ class DurableUplink:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def connected(self) -> bool:
+        """The link is up (CONNACK received, not yet lost)."""
+        return self._connected
+
     # -- the producer's side -----------------------------------------------------------
     def send(self, action: Any) -> None:
         """Stage a firmware Publish (payload, priority, seq, located) in the outbox under

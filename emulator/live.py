@@ -82,7 +82,7 @@ class LiveUnit:
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
         self.unit = Unit(verifier=verifier, command_counter=self.counter.load())
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()
         self._stop = threading.Event()
         self._timer_changed = threading.Event()
         self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls)
@@ -122,7 +122,7 @@ class LiveUnit:
 
     def handle(self, event: Any) -> list[Any]:
         """Feed one event to the firmware and carry out its actions; returns them."""
-        with self._lock:
+        with self.lock:
             actions = self.unit.handle(event, self.now_ms())
             for action in actions:
                 self._apply(action)
@@ -156,7 +156,7 @@ class LiveUnit:
 
     def _run_timer(self) -> None:
         while not self._stop.is_set():
-            with self._lock:
+            with self.lock:
                 due = self.unit.next_timer()
             wait = None if due is None else max(0.0, (due - self.now_ms()) / 1000)
             self._timer_changed.clear()

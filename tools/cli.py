@@ -11,22 +11,30 @@ import sys
 
 from tcu.firmware.errors import TcuError
 
-SUBCOMMANDS = ("replay_cmd", "fixes_cmd", "backend", "demo",
-               "record_cmd", "replay_serial_cmd", "doctor_cmd", "audit_cmd")
+# command -> the module that registers it. Only the module of the command being run is
+# imported, so `tcu trigger` and `tcu status` start without paho, cbor2 or the HAL.
+COMMANDS = {
+    "replay": "replay_cmd", "fixes": "fixes_cmd", "backend": "backend", "demo": "demo",
+    "record": "record_cmd", "replay-serial": "replay_serial_cmd", "doctor": "doctor_cmd",
+    "audit": "audit_cmd", "run": "run_cmd", "trigger": "control_cmd", "status": "control_cmd",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for one command (fast), or for all of them (for `tcu --help`)."""
     parser = argparse.ArgumentParser(prog="tcu", description="tcu-emulator: a private-by-design telematics unit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     import importlib
 
-    for name in SUBCOMMANDS:
+    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
+    for name in modules:
         importlib.import_module("tcu.tools." + name).register(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

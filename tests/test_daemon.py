@@ -1,0 +1,127 @@
+"""`tcu run` end to end: a virtual serial GPS (a real pty fed live NMEA at 1 Hz), a real
+Mosquitto, the backend; `tcu trigger` and `tcu status` as a tester uses them."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
+
+from tcu.tools.backend import Backend
+
+UNIT = "unit-run-1"
+LAT, LON = 48.1374300, 11.5754900
+
+
+def nmea(body: str) -> bytes:
+    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
+
+
+def angle(value: float, digits: int, hemis: str) -> str:
+    degrees = int(abs(value))
+    return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])
+
+
+class LiveGps:
+    """A receiver on a pty: RMC and GGA every second, stamped with the current UTC time."""
+
+    def __init__(self) -> None:
+        self.master, slave = os.openpty()
+        self.path = os.ttyname(slave)
+        self._slave = slave
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")
+            pos = "%s,%s" % (angle(LAT, 2, "NS"), angle(LON, 3, "EW"))
+            try:
+                os.write(self.master, nmea("GPRMC,%s,A,%s,12.5,45.0,%s,,,A" % (hms, pos, dmy))
+                         + nmea("GPGGA,%s,%s,1,09,0.9,519.0,M,46.5,M,," % (hms, pos)))
+            except OSError:
+                return
+            self._stop.wait(1.0 - time.time() % 1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+def tcu(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], capture_output=True, text=True, timeout=30)
+
+
+def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_run_trigger_status_and_a_clean_stop(mosquitto, tmp_path: Path) -> None:
+    gps = LiveGps()
+    control, led = str(tmp_path / "control.sock"), tmp_path / "privacy-led"
+    backend = Backend(mosquitto.url, client_id="daemon-backend-%d" % time.monotonic_ns(), persistent=False)
+    unit = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "run", "--broker", mosquitto.url, "--gps", gps.path,
+                             "--baud", "9600", "--unit", UNIT, "--state", str(tmp_path / "state"),
+                             "--control", control, "--indicator", "file:%s" % led],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: os.path.exists(control)), unit.stderr.read() if unit.poll() is not None else ""
+        assert os.stat(control).st_mode & 0o777 == 0o600  # owner-only
+        status = lambda: json.loads(tcu("status", "--json", "--control", control).stdout)  # noqa: E731
+        assert wait_until(lambda: status()["gps"]["alive"])
+        first = status()
+        assert (first["state"], first["indicator"], first["sessions"]) == ("dormant", False, [])
+        assert led.read_text() == "0\n"
+
+        assert tcu("trigger", "theft", "--control", control).returncode == 0
+        active = status()
+        assert active["state"] == "active" and active["indicator"] and led.read_text() == "1\n"
+        assert [(s["trigger"], s["purpose"]) for s in active["sessions"]] == [("theft", "theft_tracking")]
+        assert wait_until(lambda: any(r["type"] == "report" for r in backend.records))
+        report = next(r for r in backend.records if r["type"] == "report")
+        assert abs(report["lat"] - LAT) < 1e-6 and abs(report["lon"] - LON) < 1e-6
+        assert abs(datetime.fromisoformat(report["time"].replace("Z", "+00:00")).timestamp() - time.time()) < 5
+
+        assert tcu("trigger", "clear", "theft", "--control", control).returncode == 0
+        assert status()["state"] == "dormant" and led.read_text() == "0\n"
+        assert tcu("trigger", "crash", "--control", control).returncode == 0
+        refused = tcu("trigger", "cancel", "crash", "--control", control)
+        assert refused.returncode == 1 and "occupant cannot cancel" in refused.stderr
+        human = tcu("status", "--control", control).stdout
+        assert "privacy indicator: ON" in human and "crash_notification" in human
+
+        unit.send_signal(signal.SIGTERM)
+        assert unit.wait(15) == 0
+        assert "stopped cleanly" in (unit.stderr.read() if unit.stderr else "")
+        assert led.read_text() == "0\n" and not os.path.exists(control)
+        assert wait_until(lambda: [r["reason"] for r in backend.records if r["type"] == "session_end"]
+                          == ["trigger_cleared", "shutdown"])
+    finally:
+        if unit.poll() is None:
+            unit.kill()
+            unit.wait(5)
+        backend.close()
+        gps.close()
+
+
+def test_the_tester_cli_is_clear_when_no_unit_runs(tmp_path: Path) -> None:
+    result = tcu("status", "--control", str(tmp_path / "none.sock"))
+    assert result.returncode == 2 and "no unit is listening" in result.stderr and "Traceback" not in result.stderr
+    result = tcu("trigger", "airbag", "--control", str(tmp_path / "none.sock"))
+    assert result.returncode == 2 and "unknown trigger 'airbag'" in result.stderr
