@@ -49,13 +49,14 @@ class GpsHealth:
 class UnitDaemon:
     def __init__(self, broker: str, unit_id: str, state_dir: str, gps: str, *, baudrate: int | None = None,
                  control: str | None = None, indicator: str = "none", tls: TlsOptions | None = None,
-                 e2e_key: bytes | None = None, verifier: CommandVerifier | None = None) -> None:
+                 e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
+                 audit_retention_s: int = 13 * 3600) -> None:
         self.indicator = open_indicator(indicator)
         self.gps = GpsHealth(gps)
         self._stream = iter_fixes(gps, baudrate, positions_needed=False, reconnect=not Path(gps).is_file())
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
-                                 on_indicator=self.indicator.set)
+                                 on_indicator=self.indicator.set, audit_retention_s=audit_retention_s)
         except BaseException:  # the GPS port and the indicator are released on every failure
             self._stream.close()
             self.indicator.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from tcu.emulator.audit import AuditLog
+from tcu.emulator.audit import RETENTION_S, AuditLog
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
@@ -73,7 +73,7 @@ class LiveUnit:
     def __init__(self, url: str, unit_id: str, state_dir: str | os.PathLike[str],
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S) -> None:
         state = Path(state_dir)
         state.mkdir(parents=True, exist_ok=True)
         self.unit_id = unit_id
@@ -87,7 +87,7 @@ class LiveUnit:
         self._timer_changed = threading.Event()
         self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls)
         self.topic = uplink_topic(unit_id, self.uplink.boot)
-        self.audit = AuditLog(state / "audit.log")
+        self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
         self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
         try:

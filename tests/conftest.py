@@ -116,6 +116,6 @@ def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if FIGURES:
-        terminalreporter.section("fault test figures")
+        terminalreporter.section("figures (fault tests, privacy state machine)")
         for line in FIGURES:
             terminalreporter.write_line(line)

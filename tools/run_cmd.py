@@ -39,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="the backend's Ed25519 public key: accept commands it signed (key id 'backend')")
     parser.add_argument("--backend-hmac-key", metavar="FILE",
                         help="a per-unit HMAC key (hex): accept commands MACed with it (key id 'backend-mac')")
+    parser.add_argument("--audit-retention", type=float, default=13.0, metavar="HOURS",
+                        help="keep audit records this long after their session ended (default: 13, as eCall)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -56,6 +58,8 @@ def verifier_of(args: argparse.Namespace) -> CommandVerifier | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 0 < args.audit_retention <= 24 * 365:
+        raise UsageError("--audit-retention %s: hours from 0 to a year" % args.audit_retention)
     if "/" in args.unit or "+" in args.unit or "#" in args.unit:
         raise UsageError("--unit %r: a unit id cannot contain '/', '+' or '#' (it is a topic level)" % args.unit)
     stop = threading.Event()
@@ -67,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, on_signal)
     daemon = UnitDaemon(args.broker, args.unit, args.state, args.gps, baudrate=args.baud, control=args.control,
                         indicator=args.indicator, tls=tls_options(args),
-                        e2e_key=load_e2e_key(args.e2e_key) if args.e2e_key else None, verifier=verifier_of(args))
+                        e2e_key=load_e2e_key(args.e2e_key) if args.e2e_key else None, verifier=verifier_of(args),
+                        audit_retention_s=int(args.audit_retention * 3600))
     print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s" % (
         args.unit, daemon.live.uplink.boot, args.broker, args.gps, daemon.control_path), file=sys.stderr, flush=True)
     try:
