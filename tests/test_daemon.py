@@ -125,3 +125,47 @@ def test_the_tester_cli_is_clear_when_no_unit_runs(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no unit is listening" in result.stderr and "Traceback" not in result.stderr
     result = tcu("trigger", "airbag", "--control", str(tmp_path / "none.sock"))
     assert result.returncode == 2 and "unknown trigger 'airbag'" in result.stderr
+
+
+def test_a_signed_lawful_request_starts_tracking_and_its_expiry_ends_it(mosquitto, tmp_path: Path) -> None:
+    keys, other = tmp_path / "keys", tmp_path / "other"
+    keys.mkdir()
+    other.mkdir()
+    assert tcu("backend", "keygen", "--out", str(keys)).returncode == 0
+    assert tcu("backend", "keygen", "--out", str(other)).returncode == 0
+    assert (keys / "backend.key").stat().st_mode & 0o777 == 0o600
+    gps = LiveGps()
+    control = str(tmp_path / "control.sock")
+    backend = Backend(mosquitto.url, client_id="lawful-backend-%d" % time.monotonic_ns(), persistent=False)
+    unit = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "run", "--broker", mosquitto.url, "--gps", gps.path,
+                             "--baud", "9600", "--unit", UNIT, "--state", str(tmp_path / "state"), "--control", control,
+                             "--backend-key", str(keys / "backend.pub")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: os.path.exists(control))
+        status = lambda: json.loads(tcu("status", "--json", "--control", control).stdout)  # noqa: E731
+        forged = tcu("backend", "command", "lawful-request", "--broker", mosquitto.url, "--unit", UNIT,
+                     "--case", "forged-1", "--for", "1h", "--key", str(other / "backend.key"))
+        assert forged.returncode == 0
+        assert wait_until(lambda: any(r["type"] == "command_response" for r in backend.records))
+        refusal = next(r for r in backend.records if r["type"] == "command_response")
+        assert (refusal["result"], refusal["reason"]) == ("rejected", "unauthentic")
+        assert status()["sessions"] == []  # a command signed with another key changed nothing
+
+        sent = tcu("backend", "command", "lawful-request", "--broker", mosquitto.url, "--unit", UNIT,
+                   "--case", "court-order-7", "--for", "3s", "--key", str(keys / "backend.key"))
+        assert sent.returncode == 0, sent.stderr
+        assert wait_until(lambda: [s["purpose"] for s in status()["sessions"]] == ["lawful_request"])
+        assert wait_until(lambda: any(r["type"] == "report" for r in backend.records))
+        assert wait_until(lambda: status()["state"] == "dormant", timeout=10)  # its expiry ended it
+        kinds = [(r["type"], r.get("reason"), r.get("purpose")) for r in backend.records if r["type"] != "report"]
+        assert kinds[0][0] == "command_response"
+        assert ("session_start", None, "lawful_request") in kinds
+        assert ("session_end", "time_bound", "lawful_request") in kinds
+        report = next(r for r in backend.records if r["type"] == "report")
+        assert report["purpose"] == "lawful_request" and "speed" not in report  # position only
+    finally:
+        unit.send_signal(signal.SIGTERM)
+        unit.wait(15)
+        backend.close()
+        gps.close()

@@ -137,8 +137,9 @@ def format_record(record: Record) -> str:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("backend", help="subscribe to units' uplinks, decode and print them")
-    parser.add_argument("--broker", required=True, help="mqtt://HOST:PORT")
+    parser = subparsers.add_parser("backend", help="subscribe to units' uplinks, decode and print them; "
+                                   "`keygen` and `command` for signed commands")
+    parser.add_argument("--broker", help="mqtt://HOST:PORT")
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
     parser.add_argument("--count", type=int, default=0,
                         help="exit after this many unique uplinks (0: run until Ctrl-C)")
@@ -149,9 +150,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--e2e-key", metavar="FILE", help="open uplinks sealed end to end with this key (hex)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
+    from tcu.tools.command_cmd import register_verbs
+
+    register_verbs(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.broker:
+        raise UsageError("tcu backend needs --broker mqtt://HOST:PORT")
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 

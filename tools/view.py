@@ -11,7 +11,7 @@ from typing import Any
 
 from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES
 from tcu.firmware.transitions import REASON_NAMES
-from tcu.protocol import messages
+from tcu.protocol import commands, messages
 
 
 def iso_utc(unix_s: float) -> str:
@@ -42,6 +42,11 @@ class UplinkView:
             out["unit"] = unit
         if msg.type == messages.T_REPORT:
             out.update(_located(msg, start))
+        elif msg.type == messages.T_COMMAND_RESPONSE:
+            out["counter"] = msg.counter
+            out["result"] = "accepted" if msg.result == messages.RESULT_ACCEPTED else "rejected"
+            if msg.reason is not None:
+                out["reason"] = commands.REASON_NAMES.get(msg.reason, str(msg.reason))
         else:
             out["time"] = iso_utc(msg.time or 0)
         if msg.type == messages.T_SESSION_END:

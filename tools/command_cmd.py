@@ -1,0 +1,102 @@
+"""`tcu backend keygen` and `tcu backend command ...`: the backend's side of downlink commands.
+
+Commands are COSE_Sign1 (Ed25519) signed with the backend's private key, bound to the unit
+and its downlink topic, valid for a short window, with a counter that only grows (Unix
+milliseconds, so restarting the backend never reuses one), and published at QoS 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from tcu.emulator.crypto import load_private_key
+from tcu.emulator.uplink import open_client
+from tcu.firmware.errors import LinkError, UsageError
+from tcu.protocol import commands as cmd
+from tcu.protocol import cose
+
+KID = b"backend"  # the key id `tcu run --backend-key` trusts
+VALID_FOR_S = 300  # a command not delivered within 5 minutes expires
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def duration_s(text: str) -> int:
+    """'90s', '15m', '24h', '3d' -> seconds."""
+    match = _DURATION.match(text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise argparse.ArgumentTypeError("not a duration like 90s, 15m, 24h or 3d: %r" % text)
+    return int(float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
+
+
+def register_verbs(backend: argparse.ArgumentParser) -> None:
+    verbs = backend.add_subparsers(dest="verb", metavar="[keygen|command]")
+    keygen = verbs.add_parser("keygen", help="make the backend's Ed25519 key pair")
+    keygen.add_argument("--out", default=".", metavar="DIR", help="writes DIR/backend.key and DIR/backend.pub")
+    keygen.set_defaults(run=run_keygen)
+    command = verbs.add_parser("command", help="send a signed command to a unit")
+    command.add_argument("what", choices=("lawful-request", "track-stolen", "cancel", "locate-now"))
+    command.add_argument("--broker", required=True, help="mqtt:// or mqtts://")
+    command.add_argument("--unit", required=True, help="the unit's id")
+    command.add_argument("--key", default="backend.key", metavar="PEM", help="the backend's private key")
+    command.add_argument("--case", help="the case reference (lawful-request, track-stolen)")
+    command.add_argument("--for", dest="duration", type=duration_s, metavar="DURATION",
+                         help="how long tracking lasts: 90s, 15m, 24h (lawful-request, track-stolen)")
+    command.add_argument("--hours", type=float, help="the same as --for in hours")
+    command.add_argument("--session", type=int, help="the session (cancel, locate-now)")
+    command.set_defaults(run=run_command)
+
+
+def run_keygen(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    private, public = out / "backend.key", out / "backend.pub"
+    if private.exists():
+        raise UsageError("%s exists: not overwriting a backend key" % private)
+    key = Ed25519PrivateKey.generate()
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    private.chmod(0o600)
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    print("wrote %s (keep it secret) and %s (give it to the units: tcu run --backend-key)" % (private, public))
+    return 0
+
+
+def build_command(args: argparse.Namespace, now_s: int) -> cmd.Command:
+    code = {"lawful-request": cmd.CMD_LAWFUL_REQUEST, "track-stolen": cmd.CMD_TRACK_STOLEN,
+            "cancel": cmd.CMD_CANCEL, "locate-now": cmd.CMD_LOCATE_NOW}[args.what]
+    if code in (cmd.CMD_LAWFUL_REQUEST, cmd.CMD_TRACK_STOLEN):
+        seconds = args.duration or (int(args.hours * 3600) if args.hours else None)
+        if not args.case or not seconds:
+            raise UsageError("%s needs --case REF and --for DURATION (or --hours)" % args.what)
+        if len(args.case) > 64:
+            raise UsageError("--case: at most 64 characters")
+        body = {cmd.ARG_CASE: args.case, cmd.ARG_UNTIL: now_s + seconds}
+    else:
+        if args.session is None:
+            raise UsageError("%s needs --session N (see tcu status on the unit)" % args.what)
+        body = {cmd.ARG_SESSION: args.session}
+    counter = int(time.time() * 1000)  # only grows, across backend restarts too
+    return cmd.Command(args.unit, counter, now_s - 30, now_s + VALID_FOR_S, code, body)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    key = load_private_key(args.key)
+    command = build_command(args, int(time.time()))
+    data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
+    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter)
+    try:
+        info = client.publish(cmd.downlink_topic(args.unit), data, qos=1)
+        info.wait_for_publish(10)
+        if not info.is_published():
+            raise LinkError("the broker did not acknowledge the command")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    print("sent %s to %s (counter %d, valid until %s); the unit answers on its uplink"
+          % (args.what, args.unit, command.counter, time.strftime("%H:%M:%SZ", time.gmtime(command.not_after))))
+    return 0
