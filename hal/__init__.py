@@ -17,7 +17,7 @@ from tcu.firmware.fix import Fix
 from .framer import NmeaFramer
 from .idle import Heartbeat, IdleScanner
 from .nmea import EpochAssembler
-from .nmea_decode import USED_TYPES
+from .nmea_decode import USED_TYPES, decode, decode_body
 from .scan import SentenceScanner
 from .sources import Source, open_source
 
@@ -88,11 +88,25 @@ class FixStream:
 
     def items(self) -> Iterator[Fix | Heartbeat]:
         """Fixes while positions are needed, Heartbeats while they are not."""
-        ready = self._ready
+        idle = self.idle
         while True:
+            ready = self._ready
             while ready:
                 yield ready.popleft()
                 ready = self._ready  # the setter may have replaced it
+            beats = idle.beats
+            if beats is not None and not self._positions_needed:
+                # Idle: resume the scanner's heartbeats of its chunk here, without the
+                # detour through _fill and feed; stop as soon as a switch (or the setter's
+                # take_pending) makes them stale.
+                for beat in beats:
+                    yield beat
+                    if self._positions_needed or idle.beats is not beats or self._ready:
+                        break
+                else:
+                    if idle.beats is beats:
+                        idle.beats = None
+                continue
             try:
                 self._fill()
             except StopIteration:
@@ -133,8 +147,10 @@ class FixStream:
                     return
                 continue
             if self._positions_needed:
-                for sentence in self.framer.feed(chunk):
-                    self._ready.extend(self.assembler.push(sentence))
+                if self.assembler.decoder is decode:  # the fast pair: bodies, not sentences
+                    self._ready.extend(self.assembler.push_all(self.framer.feed_bodies(chunk), decode_body))
+                else:
+                    self._ready.extend(self.assembler.push_all(self.framer.feed(chunk)))
             else:
                 self._ready.extend(self.idle.feed(chunk))
             return

@@ -18,13 +18,20 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Iterator
 
 from .framer import DEFAULT_MAX_LEN, nmea_checksum
-from .nmea_decode import FAA_FIX_MODES, GGA_FIX_QUALITIES, rmc_date, time_of_day
+from .nmea_decode import _DATES, FAA_FIX_MODES, GGA_FIX_QUALITIES, time_of_day  # _DATES: rmc_date, cached
 
+# The time field is also captured as hhmm, ss, fraction when it has the usual form
+# (a lookahead, so the body still starts at the time); any other form is parsed the slow way.
 _STATUS = re.compile(
-    rb"\$(\w\w)(RMC|GGA|GNS),([\x20-\x23\x25-\x29\x2b-\x7e]{0,%d})\*([0-9A-Fa-f]{2}) *(?=[\r\n])"
+    rb"\$((\w\w)(RMC|GGA|GNS),"
+    rb"(?=(?:((?:[01][0-9]|2[0-3])[0-5][0-9])([0-5][0-9]|60)(?:[.]([0-9]*))?,)?)"
+    rb"([\x20-\x23\x25-\x29\x2b-\x7e]{0,%d}))\*([0-9A-Fa-f]{2}) *(?=[\r\n])"
     % (DEFAULT_MAX_LEN - 12))
+_GGA_FIX_QUALITIES = frozenset(q.encode("ascii") for q in GGA_FIX_QUALITIES)
+_FAA_FIX_MODES = frozenset(ord(c) for c in FAA_FIX_MODES)  # bytes iterate as ints
 _DAY_MS = 86_400_000
 _UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -64,25 +71,35 @@ class IdleScanner:
         self._buf = b""  # bytes received; [_pos:_cut] complete lines not scanned yet
         self._pos = 0
         self._cut = 0
+        # The scan of _buf in progress: FixStream resumes it directly while it is idle.
+        self.beats: Iterator[Heartbeat] | None = None
 
     def feed(self, data: bytes) -> list[Heartbeat]:
         """Scan ``data`` after what is left of earlier calls; stop after one heartbeat.
 
         At most one Heartbeat is returned, so that a consumer switching to the full path on
         it gets every byte after that sentence (``take_pending``); ``backlog`` says whether
-        complete lines are still waiting, for ``feed(b"")``.
+        complete lines are still waiting, for ``feed(b"")``. The scan of a chunk goes on
+        where the last heartbeat stopped it (one ``finditer`` per chunk, not per heartbeat).
         """
         if data:
             buf = self._buf[self._pos:] + data if self._pos < len(self._buf) else bytes(data)
-            pos = 0
             cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
             if len(buf) - cut > DEFAULT_MAX_LEN + 1:  # an unterminated run: keep its end only
                 buf = buf[:cut] + buf[-DEFAULT_MAX_LEN - 1:]
-            self._buf, self._pos, self._cut = buf, pos, cut
-        else:
-            buf, pos, cut = self._buf, self._pos, self._cut
-        for m in _STATUS.finditer(buf, pos, cut):
-            talker, kind, body, digits = m.groups()
+            self._buf, self._pos, self._cut = buf, 0, cut
+            self.beats = self._scan(buf, cut)
+        elif self.beats is None:
+            return []
+        for beat in self.beats:
+            return [beat]
+        self.beats = None
+        return []
+
+    def _scan(self, buf: bytes, cut: int) -> Iterator[Heartbeat]:
+        """The heartbeats of ``buf[:cut]``, one at a time, ``_pos`` just after each one's line."""
+        for m in _STATUS.finditer(buf, 0, cut):
+            checked, talker, kind, hhmm, ss, frac, body, digits = m.groups()
             if body.startswith(self._tod_text) and (kind != b"RMC" or self._ref_date is not None):
                 # The same second as the last sentence that made a heartbeat (an epoch's
                 # GGA after its RMC): nothing new to learn, skip the checksum and the split.
@@ -90,20 +107,27 @@ class IdleScanner:
                 # (quectel-l76k) would otherwise never date a heartbeat.
                 self.repeats += 1
                 continue
-            if int(digits, 16) != nmea_checksum(buf[m.start() + 1:m.start(4) - 1]):
+            if int(digits, 16) != nmea_checksum(checked):
                 self.bad += 1
                 continue
-            fields = body.decode("ascii").split(",", 9)
+            fields = body.split(b",", 9)
+            tod: int | None
             try:
-                tod = time_of_day(fields[0].strip())
+                if hhmm is not None:
+                    minutes = int(hhmm)
+                    tod = ((minutes // 100) * 60 + minutes % 100) * 60_000 + int(ss) * 1000
+                    if frac:
+                        tod += int((frac + b"000")[:3])
+                else:
+                    tod = time_of_day(fields[0].decode("ascii").strip())
                 if kind == b"RMC":
-                    fix = len(fields) > 1 and fields[1] == "A"
-                    date = rmc_date(fields[8].strip()) if fix and len(fields) > 8 else None
+                    fix = len(fields) > 1 and fields[1] == b"A"
+                    date = _DATES[fields[8].decode("ascii").strip()] if fix and len(fields) > 8 else None
                 elif kind == b"GGA":
-                    fix = len(fields) > 5 and fields[5] in GGA_FIX_QUALITIES
+                    fix = len(fields) > 5 and fields[5] in _GGA_FIX_QUALITIES
                     date = None
                 else:
-                    fix = len(fields) > 5 and any(c in FAA_FIX_MODES for c in fields[5])
+                    fix = len(fields) > 5 and any(c in _FAA_FIX_MODES for c in fields[5])
                     date = None
             except ValueError:
                 self.bad += 1
@@ -113,7 +137,7 @@ class IdleScanner:
             self.has_fix = fix
             if tod is None:
                 continue
-            if date is not None and (self.reference is None or self.reference[0] != date):
+            if date is not None and (self._ref_date is None or self._ref_date != date):
                 self.reference = (date, tod)
             elif date is not None:
                 self._ref_tod = tod
@@ -121,9 +145,17 @@ class IdleScanner:
                 self._tod = tod
                 self._tod_text = body[:len(fields[0]) + 1]
                 self._pos = m.end()
-                return [Heartbeat(self._unix_ms(tod), tod, fix)]
+                if self._ref_date is None:
+                    yield Heartbeat(None, tod, fix)
+                    continue
+                days = self._ref_days
+                if tod - self._ref_tod < -_DAY_MS // 2:
+                    days += 1
+                elif tod - self._ref_tod > _DAY_MS // 2:
+                    days -= 1
+                yield Heartbeat(days * _DAY_MS + tod, tod, fix)
         self._pos = cut
-        return []
+
 
     @property
     def backlog(self) -> bool:
@@ -148,22 +180,12 @@ class IdleScanner:
         self._ref_date, self._ref_tod = value
         self._ref_days = self._ref_date.toordinal() - _UNIX_EPOCH_ORDINAL
 
-    def _unix_ms(self, tod: int) -> int | None:
-        if self._ref_date is None:
-            return None
-        days = self._ref_days
-        if tod - self._ref_tod < -_DAY_MS // 2:
-            days += 1
-        elif tod - self._ref_tod > _DAY_MS // 2:
-            days -= 1
-        return days * _DAY_MS + tod
-
     def take_pending(self) -> bytes:
         """The bytes not scanned yet, for the full path taking over; the scanner forgets them."""
         pending = self._buf[self._pos:]
-        self._buf, self._pos, self._cut = b"", 0, 0
+        self._buf, self._pos, self._cut, self.beats = b"", 0, 0, None
         return pending
 
     def give_pending(self, data: bytes) -> None:
         """A sentence in progress handed back by the full path going idle."""
-        self._buf, self._pos, self._cut = bytes(data), 0, 0
+        self._buf, self._pos, self._cut, self.beats = bytes(data), 0, 0, None

@@ -39,7 +39,7 @@ Rules, chosen to be safe for a telematics unit and to match gpsd on the recorded
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from tcu.firmware.fix import MODE_2D, MODE_3D, Fix
 
@@ -69,30 +69,33 @@ class _Epoch:
         self.three_d = False
 
     def add(self, rep: Report) -> None:
-        if rep.date is not None and rep.fix is not False:
-            self.date = rep.date
-        if rep.fix is False:
+        fix = rep.fix
+        if fix is False:
             self.no_fix = True
+        elif rep.date is not None:
+            self.date = rep.date
         if rep.gsa_mode is not None:
             self.gsa_mode = rep.gsa_mode
         if rep.lat_e7 is not None and rep.lon_e7 is not None:
             self.pos = (rep.lat_e7, rep.lon_e7)
-        if rep.kind in ("GGA", "GNS") and rep.fix and rep.alt_cm is not None:
-            self.alt_cm = rep.alt_cm
-            self.three_d = True
-        if rep.kind == "VTG":
-            self.vtg_speed_mms = _latest(rep.speed_mms, self.vtg_speed_mms)
-            self.vtg_course_cdeg = _latest(rep.course_cdeg, self.vtg_course_cdeg)
+        kind = rep.kind
+        if kind == "VTG":
+            if rep.speed_mms is not None:
+                self.vtg_speed_mms = rep.speed_mms
+            if rep.course_cdeg is not None:
+                self.vtg_course_cdeg = rep.course_cdeg
         else:
-            self.speed_mms = _latest(rep.speed_mms, self.speed_mms)
-            self.course_cdeg = _latest(rep.course_cdeg, self.course_cdeg)
-        self.sats = _latest(rep.sats, self.sats)
-        self.hdop_c = _latest(rep.hdop_c, self.hdop_c)
-
-
-def _latest(new: int | None, old: int | None) -> int | None:
-    """The newer value unless it is unknown."""
-    return new if new is not None else old
+            if fix and rep.alt_cm is not None and (kind == "GGA" or kind == "GNS"):
+                self.alt_cm = rep.alt_cm
+                self.three_d = True
+            if rep.speed_mms is not None:
+                self.speed_mms = rep.speed_mms
+            if rep.course_cdeg is not None:
+                self.course_cdeg = rep.course_cdeg
+        if rep.sats is not None:
+            self.sats = rep.sats
+        if rep.hdop_c is not None:
+            self.hdop_c = rep.hdop_c
 
 
 def unix_ms(date: datetime.date, tod_ms: int) -> int:
@@ -116,40 +119,55 @@ class EpochAssembler:
 
     def push(self, sentence: str) -> list[Fix]:
         """Add one checksum-valid sentence; return the fixes of the epochs it completed."""
-        try:
-            rep = self.decoder(sentence)
-        except (ValueError, TypeError, IndexError, ArithmeticError):
-            self._count("bad_sentence")
-            return []
-        if rep is None:
-            return []
+        return self.push_all((sentence,))
+
+    def push_all(self, sentences: Iterable[str],
+                 decoder: Callable[[str], Report | None] | None = None) -> list[Fix]:
+        """``push`` for each sentence in turn, in one call: the HAL's per-chunk loop.
+
+        ``decoder`` overrides the assembler's for this call (the HAL passes ``decode_body``
+        with the scanner's bodies).
+        """
         out: list[Fix] = []
-        if rep.kind == "ZDA":
-            # ZDA only dates the stream: some receivers send it for the PPS second, not
-            # for the epoch in progress, so it neither opens nor closes an epoch.
-            if rep.date is not None and rep.tod_ms is not None:
-                self._ref = (rep.date, rep.tod_ms)
-            return out
-        if rep.kind == "GLL" and rep.tod_ms is None:
-            return out  # pre-NMEA-2.0 GLL: no time, cannot be placed in an epoch
-        if self._resync is not None:
-            # Resumed mid-stream: the epoch in progress lost its first sentences; skip it.
-            if rep.tod_ms is None or rep.kind in ("VTG", "GSA"):
-                return out
-            if self._resync[0] is None:
-                self._resync[0] = rep.tod_ms
-            if rep.tod_ms == self._resync[0]:
-                return out
-            self._resync = None
-        epoch = self._epoch
-        if epoch is None or (rep.kind != "VTG" and rep.kind != "GSA"
-                             and (rep.tod_ms is None or rep.tod_ms != epoch.tod_ms)):
-            # A new time of day, or a position sentence with an empty time (a receiver
-            # without fix): the epoch in progress is complete. An untimed epoch collects
-            # what follows until the next timed sentence, and never gives a fix.
-            out.extend(self.flush())
-            epoch = self._epoch = _Epoch(rep.tod_ms)
-        epoch.add(rep)
+        if decoder is None:
+            decoder = self.decoder
+        for sentence in sentences:
+            try:
+                rep = decoder(sentence)
+            except (ValueError, TypeError, IndexError, ArithmeticError):
+                self._count("bad_sentence")
+                continue
+            if rep is None:
+                continue
+            kind = rep.kind
+            if kind == "ZDA":
+                # ZDA only dates the stream: some receivers send it for the PPS second, not
+                # for the epoch in progress, so it neither opens nor closes an epoch.
+                if rep.date is not None and rep.tod_ms is not None:
+                    self._ref = (rep.date, rep.tod_ms)
+                continue
+            tod_ms = rep.tod_ms
+            if kind == "GLL" and tod_ms is None:
+                continue  # pre-NMEA-2.0 GLL: no time, cannot be placed in an epoch
+            if self._resync is not None:
+                # Resumed mid-stream: the epoch in progress lost its first sentences; skip it.
+                if tod_ms is None or kind in ("VTG", "GSA"):
+                    continue
+                if self._resync[0] is None:
+                    self._resync[0] = tod_ms
+                if tod_ms == self._resync[0]:
+                    continue
+                self._resync = None
+            epoch = self._epoch
+            if epoch is None or (kind != "VTG" and kind != "GSA"
+                                 and (tod_ms is None or tod_ms != epoch.tod_ms)):
+                # A new time of day, or a position sentence with an empty time (a receiver
+                # without fix): the epoch in progress is complete. An untimed epoch collects
+                # what follows until the next timed sentence, and never gives a fix.
+                if epoch is not None:
+                    out += self.flush()
+                epoch = self._epoch = _Epoch(tod_ms)
+            epoch.add(rep)
         return out
 
     def flush(self) -> list[Fix]:

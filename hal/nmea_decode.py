@@ -8,6 +8,12 @@ anything odd; the assembler counts and skips such sentences. Values are exact: d
 is scaled with integers and rounded half to even, so the result is bit for bit what the
 previous pynmea2 + ``Fraction`` decoder (``tcu.hal.nmea_reference``, the test oracle) gives.
 
+Speed (bench/decode_throughput.py) comes from not converting the same text twice: an
+epoch's sentences repeat its time and position, and HDOP, altitude, speed or a whole GSA
+repeat between epochs, so field conversions go through small text -> value caches
+(``_Cache``) and the full path hands over the scanner's checksummed bodies
+(``decode_body``) instead of sentences to cut up again.
+
 Sentence-level acceptance follows ``pynmea2.parse(check=True)`` too: a talker of two word
 characters, a three-letter type, and no ``*`` inside the data.
 """
@@ -16,6 +22,8 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 # Sentence types that carry something a Fix needs; everything else is ignored cheaply.
 USED_TYPES = frozenset({"RMC", "GGA", "GNS", "GLL", "VTG", "GSA", "ZDA"})
@@ -31,6 +39,7 @@ _TALKER = re.compile(r"[$]\w\w[A-Z]{3},")
 _KNOT = (1852000, 3600)  # 1 kn = 1852 m/h, in mm/s
 _KMH = (1000000, 3600)
 _ONE = (1, 1)
+_T = TypeVar("_T")
 
 
 class Report:
@@ -92,7 +101,6 @@ def scaled(text: str, scale: tuple[int, int] = _ONE, unit: int = 1) -> int | Non
 
 
 _POW10 = [10 ** n for n in range(256)]
-_TOD_CACHE: dict[str, int] = {}
 
 
 def time_of_day(text: str) -> int | None:
@@ -102,20 +110,13 @@ def time_of_day(text: str) -> int | None:
     """
     if not text:
         return None
-    tod = _TOD_CACHE.get(text)  # an epoch's sentences repeat its time: parse it once
-    if tod is not None:
-        return tod
     hhmmss, dot, frac = text.partition(".")
     if not (len(hhmmss) == 6 and hhmmss.isdigit() and (frac.isdigit() or not frac) and text.isascii()):
         raise ValueError("bad time: %r" % text)
     hh, mm, ss = int(hhmmss[:2]), int(hhmmss[2:4]), int(hhmmss[4:])
     if hh > 23 or mm > 59 or ss > 60:  # 60: leap second
         raise ValueError("bad time: %r" % text)
-    tod = ((hh * 60 + mm) * 60 + ss) * 1000 + int((frac + "000")[:3])
-    if len(_TOD_CACHE) > 64:
-        _TOD_CACHE.clear()
-    _TOD_CACHE[text] = tod
-    return tod
+    return ((hh * 60 + mm) * 60 + ss) * 1000 + int((frac + "000")[:3])
 
 
 def angle_e7(text: str, hemi: str, pos: str, neg: str, limit: int) -> int | None:
@@ -137,8 +138,19 @@ def angle_e7(text: str, hemi: str, pos: str, neg: str, limit: int) -> int | None
 
 
 def _position(rep: Report, lat: str, ns: str, lon: str, ew: str) -> None:
-    lat_e7 = angle_e7(lat, ns, "N", "S", 90)
-    lon_e7 = angle_e7(lon, ew, "E", "W", 180)
+    """Set the position, or veto the fix (empty fields, (0, 0)); ValueError if malformed."""
+    if lat or ns:
+        if ns != "N" and ns != "S":
+            raise ValueError("bad hemisphere: %r" % ns)
+        lat_e7: int | None = _LAT[lat] if ns == "N" else -_LAT[lat]
+    else:
+        lat_e7 = None
+    if lon or ew:
+        if ew != "E" and ew != "W":
+            raise ValueError("bad hemisphere: %r" % ew)
+        lon_e7: int | None = _LON[lon] if ew == "E" else -_LON[lon]
+    else:
+        lon_e7 = None
     if lat_e7 is None or lon_e7 is None or (lat_e7 == 0 and lon_e7 == 0):
         rep.fix = False  # no (or a null-island placeholder) position: never a fix
     else:
@@ -160,60 +172,111 @@ def _faa_ok(mode: str) -> bool:
     return not mode or mode[0] in FAA_FIX_MODES
 
 
-_DATE_CACHE: dict[str, datetime.date] = {}
-
-
 def rmc_date(text: str) -> datetime.date | None:
     """ddmmyy to a date (two-digit years 80..99 are 19xx: GPS time starts in 1980)."""
     if not text:
         return None
-    date = _DATE_CACHE.get(text)
-    if date is not None:
-        return date
     m = _DATE.fullmatch(text)
     if not m or not text.isascii():
         raise ValueError("bad date: %r" % text)
     yy = int(m.group(3))
-    date = datetime.date(1900 + yy if yy >= 80 else 2000 + yy, int(m.group(2)), int(m.group(1)))
-    if len(_DATE_CACHE) > 16:
-        _DATE_CACHE.clear()
-    _DATE_CACHE[text] = date
-    return date
+    return datetime.date(1900 + yy if yy >= 80 else 2000 + yy, int(m.group(2)), int(m.group(1)))
+
+
+class _Cache(dict[str, _T]):
+    """Field text -> converted value, converting on a miss; errors propagate, uncached.
+
+    An epoch's sentences repeat its time and position, and HDOP, altitude or a speed of
+    zero repeat from epoch to epoch: a hit is one dict lookup in C instead of a parse.
+    """
+
+    def __init__(self, convert: Callable[[str], _T]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, text: str) -> _T:
+        value = self.convert(text)
+        if len(self) >= 64:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_DATES = _Cache(rmc_date)
+_ANGLE = re.compile(r"([0-9]{1,3})([0-5][0-9])(?:[.]([0-9]*))?")
+
+
+def _magnitude_e7(text: str, limit: int) -> int:
+    """``abs(angle_e7(text, ...))``, the usual form in one regex; anything else the slow way."""
+    m = _ANGLE.fullmatch(text)
+    if m is None:
+        value = angle_e7(text, "+", "+", "-", limit)  # raises, or the odd form's answer
+        assert value is not None  # the hemisphere is given
+        return value
+    degrees, whole_minutes, frac = m.groups()
+    den = _POW10[len(frac)] if frac else 1
+    num = (int(degrees) * 60 * den + int(whole_minutes + frac if frac else whole_minutes)) * 10_000_000
+    value = round_div(num, 60 * den)
+    if value > limit * 10_000_000:
+        raise ValueError("coordinate out of range: %r" % text)
+    return value
+
+
+_TIME = re.compile(r"([0-9][0-9])([0-5][0-9])([0-5][0-9]|60)(?:[.]([0-9]*))?")
+
+
+def _fast_time_of_day(text: str) -> int | None:
+    """``time_of_day``, the usual form in one regex; anything else the slow way."""
+    m = _TIME.fullmatch(text)
+    if m is None or m.group(1) > "23":
+        return time_of_day(text)
+    hh, mm, ss, frac = m.groups()
+    ms = int((frac + "000")[:3]) if frac else 0
+    return ((int(hh) * 60 + int(mm)) * 60 + int(ss)) * 1000 + ms
+
+
+_TOD = _Cache(_fast_time_of_day)
+_LAT = _Cache(lambda text: _magnitude_e7(text, 90))  # magnitudes: the hemisphere's sign is
+_LON = _Cache(lambda text: _magnitude_e7(text, 180))  # applied by the caller
+_CENTI = _Cache(lambda text: scaled(text, _ONE, 100))
+_COURSES = _Cache(_course)
+_KNOTS = _Cache(lambda text: _speed(text, _KNOT))
+_KMHS = _Cache(lambda text: _speed(text, _KMH))
 
 
 def _rmc(f: list[str], rep: Report) -> None:
-    rep.tod_ms = time_of_day(f[0])
-    rep.date = rmc_date(f[8])
+    rep.tod_ms = _TOD[f[0]]
+    rep.date = _DATES[f[8]]
     rep.fix = f[1] == "A" and _faa_ok(f[11])
     if rep.fix:
         _position(rep, f[2], f[3], f[4], f[5])
-        rep.speed_mms = _speed(f[6], _KNOT)
-        rep.course_cdeg = _course(f[7])
+        rep.speed_mms = _KNOTS[f[6]]
+        rep.course_cdeg = _COURSES[f[7]]
 
 
 def _gga(f: list[str], rep: Report) -> None:
-    rep.tod_ms = time_of_day(f[0])
+    rep.tod_ms = _TOD[f[0]]
     rep.fix = f[5] in GGA_FIX_QUALITIES
     if rep.fix:
         _position(rep, f[1], f[2], f[3], f[4])
         if f[9] in ("", "M"):
-            rep.alt_cm = scaled(f[8], _ONE, 100)
+            rep.alt_cm = _CENTI[f[8]]
         rep.sats = int(f[6]) if f[6].isdigit() else None
-        rep.hdop_c = scaled(f[7], _ONE, 100)
+        rep.hdop_c = _CENTI[f[7]]
 
 
 def _gns(f: list[str], rep: Report) -> None:
-    rep.tod_ms = time_of_day(f[0])
+    rep.tod_ms = _TOD[f[0]]
     rep.fix = any(c in FAA_FIX_MODES for c in f[5])
     if rep.fix:
         _position(rep, f[1], f[2], f[3], f[4])
-        rep.alt_cm = scaled(f[8], _ONE, 100)
+        rep.alt_cm = _CENTI[f[8]]
         rep.sats = int(f[6]) if f[6].isdigit() else None
-        rep.hdop_c = scaled(f[7], _ONE, 100)
+        rep.hdop_c = _CENTI[f[7]]
 
 
 def _gll(f: list[str], rep: Report) -> None:
-    rep.tod_ms = time_of_day(f[4])
+    rep.tod_ms = _TOD[f[4]]
     rep.fix = f[5] == "A" and _faa_ok(f[6])
     if rep.fix:
         _position(rep, f[0], f[1], f[2], f[3])
@@ -222,20 +285,20 @@ def _gll(f: list[str], rep: Report) -> None:
 def _vtg(f: list[str], rep: Report) -> None:
     if not _faa_ok(f[8]):
         return
-    rep.course_cdeg = _course(f[0])
-    rep.speed_mms = _speed(f[4], _KNOT)
+    rep.course_cdeg = _COURSES[f[0]]
+    rep.speed_mms = _KNOTS[f[4]]
     if rep.speed_mms is None:
-        rep.speed_mms = _speed(f[6], _KMH)
+        rep.speed_mms = _KMHS[f[6]]
 
 
 def _gsa(f: list[str], rep: Report) -> None:
     if f[1] in ("1", "2", "3"):
         rep.gsa_mode = int(f[1])
-    rep.hdop_c = scaled(f[15], _ONE, 100)
+    rep.hdop_c = _CENTI[f[15]]
 
 
 def _zda(f: list[str], rep: Report) -> None:
-    rep.tod_ms = time_of_day(f[0])
+    rep.tod_ms = _TOD[f[0]]
     if rep.tod_ms is not None and f[1] and f[2] and f[3]:
         if not (f[1].isdigit() and f[2].isdigit() and f[3].isdigit() and len(f[3]) == 4):
             raise ValueError("bad ZDA date")
@@ -255,22 +318,69 @@ def sentence_type(sentence: str) -> str | None:
     return sentence[3:6]
 
 
+_Head = tuple[str, Callable[[list[str], Report], None], int]
+
+
+def _head(head: str) -> _Head | Literal[False] | None:
+    """What the first 7 characters say: (type, decoder, width), None if unused, False if bad."""
+    kind = sentence_type(head)
+    if kind not in USED_TYPES:
+        return None
+    if not _TALKER.match(head):
+        return False
+    decoder, width = _DECODERS[kind]
+    return kind, decoder, width
+
+
+_HEADS: _Cache[_Head | Literal[False] | None] = _Cache(_head)  # a few talker+type pairs
+_BODY_HEADS: _Cache[_Head | Literal[False] | None] = _Cache(lambda head: _head("$" + head))
+
+
 def decode(sentence: str) -> Report | None:
     """Decode a checksum-valid sentence; None if its type is not used for fixes.
 
     Raises ValueError when the sentence is of a used type but its content is malformed.
-    Missing trailing fields read as empty.
+    Missing trailing fields read as empty. The Report of a GSA or VTG may be shared with
+    an earlier identical sentence's: read it, do not change it.
     """
-    kind = sentence_type(sentence)
-    if kind not in USED_TYPES:
+    head = _HEADS[sentence[:7]]
+    if head is None:
         return None
-    star = sentence.rfind("*")
-    if star < 0 or not _TALKER.match(sentence):
+    star = sentence.rfind("*")  # after the head if the head is good: it has no "*"
+    if head is False or star < 0:
         raise ValueError("not a talker sentence: %r" % sentence)
-    data = sentence[7:star]
+    return decode_body(sentence[1:star])
+
+
+def decode_body(body: str) -> Report | None:
+    """``decode`` of the part between ``$`` and ``*`` (what the scanner checksums)."""
+    head = _BODY_HEADS[body[:6]]
+    if head is None:
+        return None
+    if head is False:
+        raise ValueError("not a talker sentence: %r" % body)
+    kind, decoder, width = head
+    if kind == "GSA" or kind == "VTG":
+        # Untimed: the same text often comes epoch after epoch (86% of the GSAs of the
+        # gpsd logs), so its Report is shared. Reports are read, never changed, downstream.
+        rep = _UNTIMED.get(body)
+        if rep is None:
+            rep = _decode_fields(kind, decoder, width, body)
+            if len(_UNTIMED) >= 64:
+                _UNTIMED.clear()
+            _UNTIMED[body] = rep
+        return rep
+    return _decode_fields(kind, decoder, width, body)
+
+
+_UNTIMED: dict[str, Report] = {}
+
+
+def _decode_fields(kind: str, decoder: Callable[[list[str], Report], None], width: int,
+                   body: str) -> Report:
+    data = body[6:]
     if "*" in data:
-        raise ValueError("'*' inside the data: %r" % sentence)
-    decoder, width = _DECODERS[kind]
+        raise ValueError("'*' inside the data: %r" % body)
     fields = data.split(",")
     if " " in data:
         fields = [s.strip() for s in fields]

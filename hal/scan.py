@@ -20,6 +20,11 @@ import re
 
 from .framer import DEFAULT_MAX_LEN, nmea_checksum
 
+_HEX_VALUE = {b"%02x" % n: n for n in range(256)}
+_HEX_VALUE.update({k.upper(): n for k, n in _HEX_VALUE.items()})
+_HEX_VALUE.update({k[:1].upper() + k[1:]: n for k, n in list(_HEX_VALUE.items())})
+_HEX_VALUE.update({k[:1] + k[1:].upper(): n for k, n in list(_HEX_VALUE.items())})
+
 
 class SentenceScanner:
     """Feed raw bytes, get the checksum-valid sentences of ``types`` (str, no CR/LF)."""
@@ -27,9 +32,11 @@ class SentenceScanner:
     def __init__(self, types: frozenset[str], max_len: int = DEFAULT_MAX_LEN) -> None:
         self.max_len = max_len
         alternatives = "|".join(sorted(types)).encode("ascii")
+        # Groups: the checksummed part, the hex digits, the spaces after them. ``findall``
+        # hands them over as tuples, with no match object per sentence.
         self._pattern = re.compile(
-            rb"\$[\x20-\x23\x25-\x7e]{2}(?:%s),[\x20-\x23\x25-\x29\x2b-\x7e]*\*"
-            rb"([0-9A-Fa-f]{2}) *(?=[\r\n])" % alternatives)
+            rb"\$([\x20-\x23\x25-\x7e]{2}(?:%s),[\x20-\x23\x25-\x29\x2b-\x7e]*)\*"
+            rb"([0-9A-Fa-f]{2})( *)(?=[\r\n])" % alternatives)
         self.counts: dict[str, int] = {}
         self._pending = b""
 
@@ -38,17 +45,36 @@ class SentenceScanner:
         cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
         self._pending = buf[cut:][-self.max_len:]
         out: list[str] = []
-        max_len = self.max_len
-        for m in self._pattern.finditer(buf, 0, cut):
-            start, end = m.span()
-            if end - start > max_len:
+        longest = self.max_len - 4  # "$", "*HH" and the spaces count towards max_len
+        hex_value = _HEX_VALUE
+        for body, digits, spaces in self._pattern.findall(buf, 0, cut):
+            if len(body) + len(spaces) > longest:
                 self.counts["too_long"] = self.counts.get("too_long", 0) + 1
                 continue
-            star = m.start(1) - 1
-            if int(m.group(1), 16) != nmea_checksum(buf[start + 1:star]):
+            if hex_value[digits] != nmea_checksum(body):
                 self.counts["checksum"] = self.counts.get("checksum", 0) + 1
                 continue
-            out.append(buf[start:star + 3].decode("ascii"))
+            out.append("$%s*%s" % (body.decode("ascii"), digits.decode("ascii")))
+        return out
+
+    def feed_bodies(self, data: bytes) -> list[str]:
+        """``feed`` without the ``$`` and ``*HH``: the bodies, as ``decode_body`` takes them.
+
+        The full path's form: no sentence string is built only to be cut up again.
+        """
+        buf = self._pending + data if self._pending else bytes(data)
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+        self._pending = buf[cut:][-self.max_len:]
+        out: list[str] = []
+        longest = self.max_len - 4
+        hex_value = _HEX_VALUE
+        for body, digits, spaces in self._pattern.findall(buf, 0, cut):
+            if len(body) + len(spaces) > longest:
+                self.counts["too_long"] = self.counts.get("too_long", 0) + 1
+            elif hex_value[digits] != nmea_checksum(body):
+                self.counts["checksum"] = self.counts.get("checksum", 0) + 1
+            else:
+                out.append(body.decode("ascii"))
         return out
 
     def take_pending(self) -> bytes:

@@ -196,3 +196,36 @@ def test_the_idle_path_dates_its_heartbeats_on_every_log_with_fixes() -> None:
         dated = [h.time_ms for h in iter_fixes(str(log), positions_needed=False).items() if h.time_ms is not None]
         assert dated, log.name
         assert dated[0] <= fixes[0].time_ms + 1000, log.name
+
+
+@given(streams, st.integers(min_value=1, max_value=50))
+@settings(max_examples=200)
+def test_scanner_bodies_are_its_sentences_without_dollar_and_checksum(data: bytes, chunk: int) -> None:
+    expected = [t[1:t.rindex("*")] for t in scan(data)]
+    scanner = SentenceScanner(USED)
+    bodies: list[str] = []
+    for i in range(0, len(data), chunk):
+        bodies += scanner.feed_bodies(data[i:i + chunk])
+    assert bodies == expected
+
+
+@given(st.binary(max_size=300))
+def test_checksum_is_the_xor_of_all_bytes(body: bytes) -> None:
+    expected = 0
+    for byte in body:
+        expected ^= byte
+    assert nmea_checksum(body) == expected
+
+
+@given(st.sampled_from(["GPRMC", "GNGGA", "GPGLL", "GNGNS", "GPVTG", "GPGSA", "GPZDA", "G1RMC", "G-GGA"]),
+       st.lists(st.one_of(_field, st.sampled_from(["4807.038", "01131.000", "123519.00", "230394", "A", "1",
+                                                   "9000.00001", "18000.000", "0000.0000001", "235960"])),
+                max_size=16))
+@settings(max_examples=500)
+def test_body_decoder_and_its_caches_equal_the_pynmea2_decoder(kind: str, fields: list[str]) -> None:
+    body = ",".join([kind] + fields).replace("$", "").replace("*", "")
+    sentence = s(body)
+    expected = _report(reference.decode, sentence)
+    assert _report(fast.decode_body, body) == expected
+    assert _report(fast.decode_body, body) == expected  # again: from the caches now
+    assert _report(fast.decode, sentence) == expected
