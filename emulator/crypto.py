@@ -45,15 +45,15 @@ def open_uplink(sealed: bytes, key: bytes, topic: str) -> bytes:
     return cose.decrypt0(sealed, alg, topic.encode(), open_)
 
 
-def load_e2e_key(path: str | Path) -> bytes:
-    """An AES key for end-to-end sealing: a file holding 32 or 64 hex digits (AES-128/256)."""
+def load_e2e_key(path: str | Path, what: str = "end-to-end key") -> bytes:
+    """A 16- or 32-byte key from a file of 32 or 64 hex digits (AES-128/256, or an HMAC key)."""
     try:
         text = Path(path).read_text().strip()
         key = bytes.fromhex(text)
     except (OSError, ValueError) as err:
-        raise UsageError("cannot read the end-to-end key %s: %s" % (path, err)) from None
+        raise UsageError("cannot read the %s %s: %s" % (what, path, err)) from None
     if len(key) not in (16, 32):
-        raise UsageError("the end-to-end key %s must be 32 or 64 hex digits, not %d bytes" % (path, len(key)))
+        raise UsageError("the %s %s must be 32 or 64 hex digits, not %d bytes" % (what, path, len(key)))
     return key
 
 

@@ -21,7 +21,7 @@ from tcu.emulator.audit import RETENTION_S, AuditLog
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
-from tcu.firmware.errors import SourceError
+from tcu.firmware.errors import SourceError, UsageError
 from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
 from tcu.firmware.services import PURPOSE_NAMES
 from tcu.firmware.unit import Unit
@@ -75,7 +75,10 @@ class LiveUnit:
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S) -> None:
         state = Path(state_dir)
-        state.mkdir(parents=True, exist_ok=True)
+        try:
+            state.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError("cannot create the unit's state directory %s: %s" % (state, err.strerror)) from None
         self.unit_id = unit_id
         self.clock = clock
         self.e2e_key = e2e_key

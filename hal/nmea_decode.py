@@ -297,12 +297,19 @@ def _gsa(f: list[str], rep: Report) -> None:
     rep.hdop_c = _CENTI[f[15]]
 
 
+def zda_date(f: list[str]) -> datetime.date | None:
+    """The date of a ZDA's fields (day, month, 4-digit year), None if absent; ValueError if bad."""
+    if not (f[1] and f[2] and f[3]):
+        return None
+    if not (f[1].isdigit() and f[2].isdigit() and f[3].isdigit() and len(f[3]) == 4):
+        raise ValueError("bad ZDA date")
+    return datetime.date(int(f[3]), int(f[2]), int(f[1]))
+
+
 def _zda(f: list[str], rep: Report) -> None:
     rep.tod_ms = _TOD[f[0]]
-    if rep.tod_ms is not None and f[1] and f[2] and f[3]:
-        if not (f[1].isdigit() and f[2].isdigit() and f[3].isdigit() and len(f[3]) == 4):
-            raise ValueError("bad ZDA date")
-        rep.date = datetime.date(int(f[3]), int(f[2]), int(f[1]))
+    if rep.tod_ms is not None:
+        rep.date = zda_date(f)
 
 
 _DECODERS = {

@@ -15,7 +15,7 @@ from fractions import Fraction
 import pynmea2
 
 # The pure helpers are shared; everything that converts field values is this module's own.
-from .nmea_decode import USED_TYPES, Report, _faa_ok, sentence_type
+from .nmea_decode import USED_TYPES, Report, _faa_ok, sentence_type, zda_date
 
 # GGA quality 1..6 are real (if possibly degraded) fixes; 0 is none, 7 is a position typed
 # in by hand and 8 is the receiver's simulator: neither locates the car.
@@ -160,10 +160,8 @@ def _gsa(f: list[str], rep: Report) -> None:
 
 def _zda(f: list[str], rep: Report) -> None:
     rep.tod_ms = time_of_day(f[0])
-    if rep.tod_ms is not None and f[1] and f[2] and f[3]:
-        if not (f[1].isdigit() and f[2].isdigit() and f[3].isdigit() and len(f[3]) == 4):
-            raise ValueError("bad ZDA date")
-        rep.date = datetime.date(int(f[3]), int(f[2]), int(f[1]))
+    if rep.tod_ms is not None:
+        rep.date = zda_date(f)
 
 
 _DECODERS = {

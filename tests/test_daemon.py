@@ -169,3 +169,13 @@ def test_a_signed_lawful_request_starts_tracking_and_its_expiry_ends_it(mosquitt
         unit.wait(15)
         backend.close()
         gps.close()
+
+
+def test_tcu_run_refuses_bad_setup_with_one_clear_line(traces, tmp_path: Path) -> None:
+    trace = str(traces / "ublox-8.log")
+    for args, message in ((["--state", "/proc/nope"], "cannot create the unit's state directory"),
+                          (["--backend-hmac-key", str(tmp_path / "none")], "cannot read the backend HMAC key"),
+                          (["--indicator", "led"], "expected none, file:PATH"),
+                          (["--unit", "a/b"], "cannot contain '/'")):
+        result = tcu("run", "--gps", trace, "--broker", "mqtt://127.0.0.1:1", *args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args

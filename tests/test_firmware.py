@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from portable.portable_support import feed_fixes, fix_at  # shared with the MicroPython tests
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.events import Cancel, FixEvent, Indicator, Publish, Shutdown, Tick, TriggerOff, TriggerOn
@@ -16,26 +17,11 @@ from wire_check import assert_valid
 T0 = 1_700_000_000_000
 
 
-def fix_at(ms: int) -> Fix:
-    return Fix(ms, 481374300, 115754900, 3, 51900, 13900, 9000, 11, 94)
-
-
 def publishes(actions: list) -> list[messages.Message]:
     payloads = [a.payload for a in actions if isinstance(a, Publish)]
     for payload in payloads:
         assert_valid(payload)  # every message the unit sends conforms to protocol/tcu.cddl
     return [messages.decode(p) for p in payloads]
-
-
-def feed_fixes(unit: Unit, start_ms: int, seconds: int) -> list:
-    out: list = []
-    for i in range(seconds):
-        now = start_ms + i * 1000
-        timer = unit.next_timer()
-        if timer is not None and timer <= now:
-            out += unit.handle(Tick(), now)
-        out += unit.handle(FixEvent(fix_at(now)), now)
-    return out
 
 
 def test_a_dormant_unit_sends_nothing_and_keeps_no_fix() -> None:

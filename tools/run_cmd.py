@@ -53,7 +53,8 @@ def verifier_of(args: argparse.Namespace) -> CommandVerifier | None:
     if args.backend_key:
         keys.append(BackendKey(b"backend", cose.ALG_EDDSA, load_public_key(args.backend_key)))
     if args.backend_hmac_key:
-        keys.append(BackendKey(b"backend-mac", cose.ALG_HMAC_256_256, load_e2e_key(args.backend_hmac_key)))
+        hmac_key = load_e2e_key(args.backend_hmac_key, "backend HMAC key")
+        keys.append(BackendKey(b"backend-mac", cose.ALG_HMAC_256_256, hmac_key))
     return CommandVerifier(args.unit, keys, ed25519_verify) if keys else None
 
 

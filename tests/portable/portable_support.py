@@ -5,7 +5,7 @@ scripts/micropython_tests.py runs every test_* function of the test_*_portable m
 on MicroPython; pytest collects the same modules on CPython.
 """
 
-from tcu.firmware.events import Publish
+from tcu.firmware.events import FixEvent, Publish, Tick
 from tcu.firmware.fix import Fix
 from tcu.protocol import messages
 
@@ -33,6 +33,18 @@ def raises_with(exc_type, text, fn, *args):
 
 def fix_at(ms):
     return Fix(ms, LAT, LON, 3, 51900, 13900, 9000, 11, 94)
+
+
+def feed_fixes(unit, start_ms, seconds):
+    """One fix a second, with a Tick first whenever the unit's timer is due."""
+    out = []
+    for i in range(seconds):
+        now = start_ms + i * 1000
+        timer = unit.next_timer()
+        if timer is not None and timer <= now:
+            out += unit.handle(Tick(), now)
+        out += unit.handle(FixEvent(fix_at(now)), now)
+    return out
 
 
 def publishes(actions):

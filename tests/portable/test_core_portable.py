@@ -3,7 +3,7 @@
 Runs under pytest on CPython and under scripts/micropython_tests.py on MicroPython.
 """
 
-from portable_support import LAT, LON, T0, fix_at, of_type, publishes, raises, raises_with
+from portable_support import LAT, LON, T0, feed_fixes, fix_at, of_type, publishes, raises, raises_with
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.errors import ProtocolError, TcuError, UsageError
@@ -24,18 +24,6 @@ from tcu.protocol import messages
 
 INPUTS = (tr.ON, tr.OFF, tr.TIME_UP, tr.SAMPLES_DONE, tr.CANCEL, tr.REMOTE_CANCEL, tr.SHUTDOWN)
 ACTIVE = {sv.WHILE_HELD: tr.HELD, sv.RUN_TO_BOUND: tr.LATCHED, sv.REMOTE: tr.REMOTE_ACTIVE}
-
-
-def feed_fixes(unit, start_ms, seconds):
-    """One fix a second, with a Tick first whenever the unit's timer is due."""
-    out = []
-    for i in range(seconds):
-        now = start_ms + i * 1000
-        timer = unit.next_timer()
-        if timer is not None and timer <= now:
-            out += unit.handle(Tick(), now)
-        out += unit.handle(FixEvent(fix_at(now)), now)
-    return out
 
 
 def test_a_dormant_unit_sends_nothing_for_fixes():
