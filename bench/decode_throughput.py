@@ -1,8 +1,8 @@
 """Decode throughput on the concatenated gpsd traces, against pynmea2 in the same run.
 
 The input is every NAME.log with a NAME.log.chk in the traces directory, comment lines
-dropped, concatenated in memory (no file I/O is timed). Three loops, each the best of
---repeat runs, in lines per second of that input:
+dropped, concatenated in memory (no file I/O is timed). Three loops, taking turns for
+--repeat rounds (9), each reported at its least process CPU time, in lines per second:
 
 * baseline: ``pynmea2.parse(line, check=True)`` on every line (bytes decoded as ASCII;
   lines it rejects are caught), the plain loop an application would write;
@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import pynmea2
 from tcu.firmware.fix import Fix
@@ -92,20 +92,26 @@ def reference_fixes(data: bytes) -> list[Fix]:
     return out + assembler.flush()
 
 
-T = TypeVar("T")
+def interleaved(loops: dict[str, Callable[[], Any]], rounds: int) -> dict[str, tuple[float, Any]]:
+    """The least CPU time of each loop over ``rounds`` rounds, the loops taking turns.
 
-
-def best(fn: Callable[[], T], repeat: int) -> tuple[float, T]:
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return min(times), result
+    Turns and process CPU time (not wall time) keep the ratios steady on a busy machine:
+    a burst of load elsewhere hits every loop of a round alike, and time spent waiting for
+    a core is not counted.
+    """
+    results: dict[str, tuple[float, Any]] = {}
+    for _ in range(rounds):
+        for name, fn in loops.items():
+            start = time.process_time()
+            result = fn()
+            spent = time.process_time() - start
+            if name not in results or spent < results[name][0]:
+                results[name] = (spent, result)
+    return results
 
 
 def main(argv: list[str]) -> int:
-    repeat = 5
+    repeat = 9
     if "--repeat" in argv:
         i = argv.index("--repeat")
         repeat = int(argv[i + 1])
@@ -116,11 +122,12 @@ def main(argv: list[str]) -> int:
     identical = sum(full(data) == reference_fixes(data) for data in per_log)
     data = b"".join(per_log)
     lines = data.splitlines()
-    t_base, parsed = best(lambda: baseline(lines), repeat)
-    t_full, fixes = best(lambda: full(data), repeat)
-    t_idle, beats = best(lambda: idle(data), repeat)
+    runs = interleaved({"base": lambda: baseline(lines), "full": lambda: full(data), "idle": lambda: idle(data)},
+                       repeat)
+    (t_base, parsed), (t_full, fixes), (t_idle, beats) = runs["base"], runs["full"], runs["idle"]
     n = len(lines)
-    print("input: %d logs, %d lines, %d bytes (best of %d runs)" % (len(logs), n, len(data), repeat))
+    print("input: %d logs, %d lines, %d bytes (least CPU time of %d interleaved rounds)"
+          % (len(logs), n, len(data), repeat))
     print("%-40s %12s %10s" % ("loop", "lines/s", "ratio"))
     print("%-40s %12.0f %10s" % ("pynmea2.parse(check=True) [%d parsed]" % parsed, n / t_base, "1.00"))
     print("%-40s %12.0f %10.2f" % ("HAL full path [%d fixes]" % len(fixes), n / t_full, t_base / t_full))

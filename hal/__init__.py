@@ -14,10 +14,11 @@ from types import TracebackType
 from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 
+from .fast_epochs import FastAssembler
 from .framer import NmeaFramer
 from .idle import Heartbeat, IdleScanner
 from .nmea import EpochAssembler
-from .nmea_decode import USED_TYPES, decode, decode_body
+from .nmea_decode import USED_TYPES, decode
 from .scan import SentenceScanner
 from .sources import Source, open_source
 
@@ -46,7 +47,7 @@ class FixStream:
         self.source = source
         self.is_live = source.is_live
         self.framer = SentenceScanner(USED_TYPES)
-        self.assembler = EpochAssembler()
+        self.assembler = FastAssembler()
         self.idle = IdleScanner()
         self.dropped = 0  # fixes assembled but dropped unread when positions stopped being needed
         self._positions_needed = positions_needed
@@ -147,8 +148,8 @@ class FixStream:
                     return
                 continue
             if self._positions_needed:
-                if self.assembler.decoder is decode:  # the fast pair: bodies, not sentences
-                    self._ready.extend(self.assembler.push_all(self.framer.feed_bodies(chunk), decode_body))
+                if self.assembler.decoder is decode:  # the fast path: scanner candidates to fixes
+                    self._ready.extend(self.assembler.push_chunk(self.framer, chunk))
                 else:
                     self._ready.extend(self.assembler.push_all(self.framer.feed(chunk)))
             else:

@@ -21,7 +21,8 @@ import re
 from collections.abc import Iterator
 
 from .framer import DEFAULT_MAX_LEN, nmea_checksum
-from .nmea_decode import _DATES, FAA_FIX_MODES, GGA_FIX_QUALITIES, time_of_day  # _DATES: rmc_date, cached
+from .nmea_decode import _DATES, FAA_FIX_MODES, GGA_FIX_QUALITIES, _Cache, time_of_day  # _DATES: rmc_date, cached
+from .scan import _HEX_VALUE
 
 # The time field is also captured as hhmm, ss, fraction when it has the usual form
 # (a lookahead, so the body still starts at the time); any other form is parsed the slow way.
@@ -33,6 +34,8 @@ _STATUS = re.compile(
 _GGA_FIX_QUALITIES = frozenset(q.encode("ascii") for q in GGA_FIX_QUALITIES)
 _FAA_FIX_MODES = frozenset(ord(c) for c in FAA_FIX_MODES)  # bytes iterate as ints
 _DAY_MS = 86_400_000
+_MINUTE_MS: _Cache[bytes, int] = _Cache(lambda hhmm: (int(hhmm[:2]) * 60 + int(hhmm[2:])) * 60_000)  # b"hhmm"
+_BYTE_DATES: _Cache[bytes, datetime.date | None] = _Cache(lambda text: _DATES[text.decode("ascii").strip()])
 _UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
 
@@ -98,31 +101,32 @@ class IdleScanner:
 
     def _scan(self, buf: bytes, cut: int) -> Iterator[Heartbeat]:
         """The heartbeats of ``buf[:cut]``, one at a time, ``_pos`` just after each one's line."""
+        checksum, dates = nmea_checksum, _BYTE_DATES
         for m in _STATUS.finditer(buf, 0, cut):
-            checked, talker, kind, hhmm, ss, frac, body, digits = m.groups()
-            if body.startswith(self._tod_text) and (kind != b"RMC" or self._ref_date is not None):
+            start = m.start(7)  # the body, after "RMC,": compared in place, no copy
+            if buf.startswith(self._tod_text, start) and (buf[start - 4] != 82 or self._ref_date is not None):
                 # The same second as the last sentence that made a heartbeat (an epoch's
                 # GGA after its RMC): nothing new to learn, skip the checksum and the split.
-                # Not an RMC while the date is unknown: receivers that send GGA first
-                # (quectel-l76k) would otherwise never date a heartbeat.
+                # Not an RMC (82 is "R") while the date is unknown: receivers that send GGA
+                # first (quectel-l76k) would otherwise never date a heartbeat.
                 self.repeats += 1
                 continue
-            if int(digits, 16) != nmea_checksum(checked):
+            checked, talker, kind, hhmm, ss, frac, body, digits = m.groups()
+            if _HEX_VALUE[digits] != checksum(checked):
                 self.bad += 1
                 continue
             fields = body.split(b",", 9)
             tod: int | None
             try:
                 if hhmm is not None:
-                    minutes = int(hhmm)
-                    tod = ((minutes // 100) * 60 + minutes % 100) * 60_000 + int(ss) * 1000
+                    tod = _MINUTE_MS[hhmm] + int(ss) * 1000
                     if frac:
                         tod += int((frac + b"000")[:3])
                 else:
                     tod = time_of_day(fields[0].decode("ascii").strip())
                 if kind == b"RMC":
                     fix = len(fields) > 1 and fields[1] == b"A"
-                    date = _DATES[fields[8].decode("ascii").strip()] if fix and len(fields) > 8 else None
+                    date = dates[fields[8]] if fix and len(fields) > 8 else None
                 elif kind == b"GGA":
                     fix = len(fields) > 5 and fields[5] in _GGA_FIX_QUALITIES
                     date = None

@@ -228,11 +228,7 @@ class EpochAssembler:
             self._count("no_date")
             return None
         three_d = epoch.three_d or epoch.gsa_mode == 3
-        return Fix(
-            unix_ms(date, epoch.tod_ms), epoch.pos[0], epoch.pos[1],
-            mode=MODE_3D if three_d else MODE_2D,
-            alt_cm=epoch.alt_cm,
-            speed_mms=epoch.vtg_speed_mms if epoch.speed_mms is None else epoch.speed_mms,
-            course_cdeg=epoch.vtg_course_cdeg if epoch.course_cdeg is None else epoch.course_cdeg,
-            sats=epoch.sats, hdop_c=epoch.hdop_c,
-        )
+        return Fix(  # positional: once per second of every trace, keywords cost
+            unix_ms(date, epoch.tod_ms), epoch.pos[0], epoch.pos[1], MODE_3D if three_d else MODE_2D,
+            epoch.alt_cm, epoch.vtg_speed_mms if epoch.speed_mms is None else epoch.speed_mms,
+            epoch.vtg_course_cdeg if epoch.course_cdeg is None else epoch.course_cdeg, epoch.sats, epoch.hdop_c)

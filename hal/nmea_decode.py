@@ -21,6 +21,7 @@ characters, a three-letter type, and no ``*`` inside the data.
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Callable
 from typing import Literal, TypeVar
@@ -40,6 +41,7 @@ _KNOT = (1852000, 3600)  # 1 kn = 1852 m/h, in mm/s
 _KMH = (1000000, 3600)
 _ONE = (1, 1)
 _T = TypeVar("_T")
+_K = TypeVar("_K", str, bytes)
 
 
 class Report:
@@ -183,20 +185,22 @@ def rmc_date(text: str) -> datetime.date | None:
     return datetime.date(1900 + yy if yy >= 80 else 2000 + yy, int(m.group(2)), int(m.group(1)))
 
 
-class _Cache(dict[str, _T]):
+class _Cache(dict[_K, _T]):
     """Field text -> converted value, converting on a miss; errors propagate, uncached.
 
     An epoch's sentences repeat its time and position, and HDOP, altitude or a speed of
     zero repeat from epoch to epoch: a hit is one dict lookup in C instead of a parse.
+    ``size`` bounds the memory: a full cache starts over.
     """
 
-    def __init__(self, convert: Callable[[str], _T]) -> None:
+    def __init__(self, convert: Callable[[_K], _T], size: int = 64) -> None:
         super().__init__()
-        self.convert = convert
+        self.convert: Callable[[_K], _T] = convert
+        self.size = size
 
-    def __missing__(self, text: str) -> _T:
+    def __missing__(self, text: _K) -> _T:
         value = self.convert(text)
-        if len(self) >= 64:
+        if len(self) >= self.size:
             self.clear()
         self[text] = value
         return value
@@ -207,38 +211,78 @@ _ANGLE = re.compile(r"([0-9]{1,3})([0-5][0-9])(?:[.]([0-9]*))?")
 
 
 def _magnitude_e7(text: str, limit: int) -> int:
-    """``abs(angle_e7(text, ...))``, the usual form in one regex; anything else the slow way."""
+    """``abs(angle_e7(text, ...))``, the usual form in one regex; anything else the slow way.
+
+    The degrees give an even number of 1e-7 degrees, so rounding half to even the whole
+    equals the degrees plus the minutes rounded alone; and with up to 6 decimals of a
+    minute, minutes * 1e7 / 60 is an integer divided by 6.
+    """
     m = _ANGLE.fullmatch(text)
     if m is None:
         value = angle_e7(text, "+", "+", "-", limit)  # raises, or the odd form's answer
         assert value is not None  # the hemisphere is given
         return value
     degrees, whole_minutes, frac = m.groups()
-    den = _POW10[len(frac)] if frac else 1
-    num = (int(degrees) * 60 * den + int(whole_minutes + frac if frac else whole_minutes)) * 10_000_000
-    value = round_div(num, 60 * den)
+    if frac is None or len(frac) <= 6:
+        sixths = int(whole_minutes + frac) * _POW10[6 - len(frac)] if frac else int(whole_minutes) * 1_000_000
+        q, r = divmod(sixths, 6)
+        if r > 3 or (r == 3 and q & 1):
+            q += 1
+        value = int(degrees) * 10_000_000 + q
+    else:
+        den = _POW10[len(frac)]
+        value = round_div((int(degrees) * 60 * den + int(whole_minutes + frac)) * 10_000_000, 60 * den)
     if value > limit * 10_000_000:
         raise ValueError("coordinate out of range: %r" % text)
     return value
 
 
-_TIME = re.compile(r"([0-9][0-9])([0-5][0-9])([0-5][0-9]|60)(?:[.]([0-9]*))?")
+_CENTI_FORM = re.compile(r"(-?)([0-9]+)(?:[.]([0-9]{0,2}))?")
 
 
-def _fast_time_of_day(text: str) -> int | None:
-    """``time_of_day``, the usual form in one regex; anything else the slow way."""
-    m = _TIME.fullmatch(text)
-    if m is None or m.group(1) > "23":
-        return time_of_day(text)
-    hh, mm, ss, frac = m.groups()
-    ms = int((frac + "000")[:3]) if frac else 0
-    return ((int(hh) * 60 + int(mm)) * 60 + int(ss)) * 1000 + ms
+def _centi(text: str) -> int | None:
+    """``scaled(text, _ONE, 100)``: with up to 2 decimals there is nothing to round."""
+    m = _CENTI_FORM.fullmatch(text)
+    if m is None:
+        return scaled(text, _ONE, 100)
+    sign, whole, frac = m.groups()
+    value = int(whole) * 100 + (int((frac + "00")[:2]) if frac else 0)
+    return -value if sign else value
 
 
-_TOD = _Cache(_fast_time_of_day)
-_LAT = _Cache(lambda text: _magnitude_e7(text, 90))  # magnitudes: the hemisphere's sign is
-_LON = _Cache(lambda text: _magnitude_e7(text, 180))  # applied by the caller
-_CENTI = _Cache(lambda text: scaled(text, _ONE, 100))
+def _minute_ms(hhmm: str) -> int:
+    value = time_of_day(hhmm + "00")  # validates: 4 ASCII digits, hh <= 23, mm <= 59
+    assert value is not None
+    return value
+
+
+def _second_ms(ss_frac: str) -> int:
+    value = time_of_day("0000" + ss_frac)  # validates: ss <= 60, then "." and digits, if any
+    assert value is not None
+    return value
+
+
+# Every minute of a day, every second with the fractions receivers use (.0, .00, .1, ...).
+_MINUTES = _Cache(_minute_ms, 1440)
+_SECONDS = _Cache(_second_ms, 1024)
+
+
+def _split_time_of_day(text: str) -> int | None:
+    """``time_of_day`` as the sum of its minute and its second, each from a small cache.
+
+    Exact: ``text`` is valid iff both parts are (``time_of_day`` checks the 6-digit head
+    and the fraction, and the split is at a fixed position), and then the sum is its value.
+    """
+    if not text:
+        return None
+    return _MINUTES[text[:4]] + _SECONDS[text[4:]]
+
+
+_TOD = _Cache(_split_time_of_day)
+_LAT = _Cache(functools.partial(_magnitude_e7, limit=90))  # magnitudes: the hemisphere's sign is
+_LON = _Cache(functools.partial(_magnitude_e7, limit=180))  # applied by the caller
+_CENTI = _Cache(_centi)  # altitudes
+_HDOPS = _Cache(_centi)  # apart: HDOP changes far less often than altitude
 _COURSES = _Cache(_course)
 _KNOTS = _Cache(lambda text: _speed(text, _KNOT))
 _KMHS = _Cache(lambda text: _speed(text, _KMH))
@@ -262,7 +306,7 @@ def _gga(f: list[str], rep: Report) -> None:
         if f[9] in ("", "M"):
             rep.alt_cm = _CENTI[f[8]]
         rep.sats = int(f[6]) if f[6].isdigit() else None
-        rep.hdop_c = _CENTI[f[7]]
+        rep.hdop_c = _HDOPS[f[7]]
 
 
 def _gns(f: list[str], rep: Report) -> None:
@@ -272,7 +316,7 @@ def _gns(f: list[str], rep: Report) -> None:
         _position(rep, f[1], f[2], f[3], f[4])
         rep.alt_cm = _CENTI[f[8]]
         rep.sats = int(f[6]) if f[6].isdigit() else None
-        rep.hdop_c = _CENTI[f[7]]
+        rep.hdop_c = _HDOPS[f[7]]
 
 
 def _gll(f: list[str], rep: Report) -> None:
@@ -294,7 +338,7 @@ def _vtg(f: list[str], rep: Report) -> None:
 def _gsa(f: list[str], rep: Report) -> None:
     if f[1] in ("1", "2", "3"):
         rep.gsa_mode = int(f[1])
-    rep.hdop_c = _CENTI[f[15]]
+    rep.hdop_c = _HDOPS[f[15]]
 
 
 def zda_date(f: list[str]) -> datetime.date | None:
@@ -339,8 +383,8 @@ def _head(head: str) -> _Head | Literal[False] | None:
     return kind, decoder, width
 
 
-_HEADS: _Cache[_Head | Literal[False] | None] = _Cache(_head)  # a few talker+type pairs
-_BODY_HEADS: _Cache[_Head | Literal[False] | None] = _Cache(lambda head: _head("$" + head))
+_HEADS: _Cache[str, _Head | Literal[False] | None] = _Cache(_head)  # a few talker+type pairs
+_BODY_HEADS: _Cache[str, _Head | Literal[False] | None] = _Cache(lambda head: _head("$" + head))
 
 
 def decode(sentence: str) -> Report | None:

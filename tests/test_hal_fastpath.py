@@ -229,3 +229,75 @@ def test_body_decoder_and_its_caches_equal_the_pynmea2_decoder(kind: str, fields
     assert _report(fast.decode_body, body) == expected
     assert _report(fast.decode_body, body) == expected  # again: from the caches now
     assert _report(fast.decode, sentence) == expected
+
+
+# Valid values come several times over: most generated epochs should make a fix.
+_times = st.sampled_from(["123519", "123519.00", "123520", "123521.5", "000000", "235959"] * 4 + ["", "12351"])
+_lats = st.sampled_from([("4807.038", "N"), ("4807.0381234", "S")] * 5 + [("", ""), ("0000.000", "N"), ("48x7", "N"),
+                                                                      ("4807.038", "Q")])
+_lons = st.sampled_from([("01131.000", "E"), ("01131.0004", "W")] * 4 + [("", ""), ("00000.000", "E")])
+
+
+@st.composite
+def _epoch_sentence(draw: st.DrawFn) -> bytes:
+    """A sentence of a used type, mostly well formed, with the values epochs turn on."""
+    t, (lat, ns), (lon, ew) = draw(_times), draw(_lats), draw(_lons)
+    talker = draw(st.sampled_from(["GP", "GN", "GL"]))
+    kind = draw(st.sampled_from(["RMC", "RMC", "GGA", "GGA", "GLL", "GNS", "VTG", "GSA", "ZDA"]))
+    fields = {
+        "RMC": [t, draw(st.sampled_from("AAAV")), lat, ns, lon, ew, draw(st.sampled_from(["0.5", "0.5", "", "x"])),
+                draw(st.sampled_from(["84.4", ""])), draw(st.sampled_from(["230394"] * 4 + ["010180", "", "320394"])),
+                "", "", draw(st.sampled_from(["A", "N", ""]))],
+        "GGA": [t, lat, ns, lon, ew, draw(st.sampled_from("0126")), "08", draw(st.sampled_from(["0.9", "1.25"])),
+                draw(st.sampled_from(["545.4", "-3.1", ""])), "M", "46.9", "M", "", ""],
+        "GLL": [lat, ns, lon, ew, t, draw(st.sampled_from("AV")), draw(st.sampled_from(["A", "N", ""]))],
+        "GNS": [t, lat, ns, lon, ew, draw(st.sampled_from(["AA", "NN", "N"])), "10", "0.8", "12.0", "", "", ""],
+        "VTG": [draw(st.sampled_from(["84.4", ""])), "T", "", "M", draw(st.sampled_from(["0.5", ""])), "N",
+                draw(st.sampled_from(["1.0", ""])), "K", draw(st.sampled_from(["A", "N", ""]))],
+        "GSA": ["A", draw(st.sampled_from("123")), "04", "05", "", "", "", "", "", "", "", "", "", "", "2.5",
+                draw(st.sampled_from(["1.3", ""])), "2.1"],
+        "ZDA": [t, draw(st.sampled_from(["23", ""])), "03", draw(st.sampled_from(["1994", "94"])), "", ""],
+    }[kind]
+    return (s(",".join([talker + kind] + fields)) + "\r\n").encode()
+
+
+@given(st.lists(st.one_of(_epoch_sentence(), _epoch_sentence(), _epoch_sentence(), _pieces), max_size=40)
+       .map(b"".join),
+       st.integers(min_value=1, max_value=200))
+@settings(max_examples=400)
+def test_fast_assembler_gives_the_reference_pipelines_fixes_and_counts(data: bytes, chunk: int) -> None:
+    """FastAssembler (the full path) against the Report path and the pynmea2 decoder, any chunking."""
+    reference_fixes: list[Fix] = []
+    careful = EpochAssembler(decoder=reference.decode)
+    report_path = EpochAssembler()
+    for sentence in NmeaFramer().feed(data):
+        reference_fixes += careful.push(sentence)
+    for sentence in framer_used(data):  # what the scanner hands over: no "*" inside the data
+        report_path.push(sentence)
+    reference_fixes += careful.flush()
+    report_path.flush()
+    stream = FixStream(_Memory(data, chunk))
+    assert list(stream) == reference_fixes
+    assert stream.assembler.counts == report_path.counts
+
+
+class _Memory:
+    is_live = False
+
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self.data, self.chunk, self.pos = data, chunk, 0
+
+    def read(self) -> bytes:
+        piece = self.data[self.pos:self.pos + self.chunk]
+        self.pos += len(piece)
+        return piece
+
+    def close(self) -> None:
+        pass
+
+
+@given(st.binary(max_size=251), st.integers(min_value=0, max_value=255))
+def test_the_scanners_inline_checksum_is_nmea_checksum(body: bytes, claimed: int) -> None:
+    scanner = SentenceScanner(USED)
+    digits = b"%02X" % claimed
+    assert scanner.verified(body, digits, b"") == (nmea_checksum(body) == claimed)
