@@ -3,7 +3,10 @@
 The GPS thread feeds the HAL's output to the unit: while no session is active it asks for
 no positions at all (heartbeats only, for GPS health); a session switches positions on.
 The control socket (owner-only Unix socket, one JSON object per line each way) takes
-{"op": "trigger" | "clear" | "cancel", "kind": NAME} and {"op": "status"}.
+{"op": "trigger" | "clear" | "cancel", "kind": NAME}, {"op": "status"} and {"op": "reload"}.
+
+A reload (SIGHUP, or the reload op) re-reads the config file and applies what can change
+in a running unit (emulator/reload.py); the rest waits for a restart.
 """
 
 from __future__ import annotations
@@ -14,19 +17,23 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tcu.emulator.config import Config
+from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
 from tcu.emulator.uplink import TlsOptions
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.firmware.events import Cancel, FixEvent, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
-from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES, TRIGGERS_BY_NAME
+from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES, TRIGGERS_BY_NAME, Service, service_terms
 from tcu.firmware.unit import Refused
-from tcu.hal import iter_fixes
+from tcu.hal import FixStream, iter_fixes
 from tcu.hal.indicator import open_indicator
-from tcu.protocol.commands import CommandVerifier
+from tcu.protocol import cose
+from tcu.protocol.commands import BackendKey, CommandVerifier
 
 EVENTS = {"trigger": TriggerOn, "clear": TriggerOff, "cancel": Cancel}
 
@@ -46,17 +53,43 @@ class GpsHealth:
                 "last_fix_age_s": None if self.last_fix is None else round(now - self.last_fix, 1)}
 
 
+def open_gps(gps: str, baudrate: int | None) -> FixStream:
+    """The GPS, asking for no positions until a session needs them; a device is reopened
+    when it comes back, a trace file is read once."""
+    return iter_fixes(gps, baudrate, positions_needed=False, reconnect=not Path(gps).is_file())
+
+
+def verifier_of(config: Config) -> CommandVerifier | None:
+    """Without a backend key the unit accepts no command at all."""
+    from tcu.emulator.crypto import ed25519_verify
+
+    keys = []
+    if config.backend_key:
+        keys.append(BackendKey(b"backend", cose.ALG_EDDSA, load_public_key(config.backend_key)))
+    if config.backend_hmac_key:
+        hmac_key = load_e2e_key(config.backend_hmac_key, "backend HMAC key")
+        keys.append(BackendKey(b"backend-mac", cose.ALG_HMAC_256_256, hmac_key))
+    return CommandVerifier(config.unit, keys, ed25519_verify) if keys else None
+
+
 class UnitDaemon:
     def __init__(self, broker: str, unit_id: str, state_dir: str, gps: str, *, baudrate: int | None = None,
                  control: str | None = None, indicator: str = "none", tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
-                 audit_retention_s: int = 13 * 3600) -> None:
+                 audit_retention_s: int = 13 * 3600, services: dict[int, Service] | None = None,
+                 inputs: Sequence[str] = ()) -> None:
+        self.config: Config | None = None  # set by from_config: what a reload compares with
+        self.loader: Callable[[], Config] | None = None
+        self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
+        self.closing = False
         self.indicator = open_indicator(indicator)
         self.gps = GpsHealth(gps)
-        self._stream = iter_fixes(gps, baudrate, positions_needed=False, reconnect=not Path(gps).is_file())
+        self.inputs: Any = None
+        self._stream = open_gps(gps, baudrate)
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
-                                 on_indicator=self.indicator.set, audit_retention_s=audit_retention_s)
+                                 on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
+                                 services=services)
         except BaseException:  # the GPS port and the indicator are released on every failure
             self._stream.close()
             self.indicator.close()
@@ -69,24 +102,62 @@ class UnitDaemon:
             self.live.close()
             self.indicator.close()
             raise
-        self._threads = [threading.Thread(target=self._read_gps, name="tcu-gps", daemon=True),
-                         threading.Thread(target=self._server.serve_forever, name="tcu-control", daemon=True)]
-        for thread in self._threads:
-            thread.start()
+        try:
+            self.inputs = self.open_inputs(inputs)
+        except BaseException:
+            self._close_parts()
+            raise
+        threading.Thread(target=self._server.serve_forever, name="tcu-control", daemon=True).start()
+        self.start_gps(self._stream, self.gps)
 
-    def _read_gps(self) -> None:
-        stream = self._stream
+    @classmethod
+    def from_config(cls, config: Config, loader: Callable[[], Config] | None = None) -> UnitDaemon:
+        """The unit config describes; loader (the config read again) serves reloads."""
+        tls = TlsOptions(config.tls_ca, config.tls_cert, config.tls_key) if (
+            config.tls_ca or config.tls_cert or config.tls_key) else None
+        daemon = cls(config.broker, config.unit, config.state, config.gps, baudrate=config.baud,
+                     control=config.control, indicator=config.indicator, tls=tls,
+                     e2e_key=load_e2e_key(config.e2e_key) if config.e2e_key else None,
+                     verifier=verifier_of(config), audit_retention_s=int(config.audit_retention_h * 3600),
+                     services=config.service_table(), inputs=config.inputs)
+        daemon.config, daemon.loader = config, loader
+        return daemon
+
+    def open_inputs(self, specs: Sequence[str]) -> Any:
+        """The trigger inputs (emulator/inputs.py, imported only when there are any)."""
+        if not specs:
+            return None
+        from tcu.emulator.inputs import open_inputs
+
+        return open_inputs(list(specs), self.request)
+
+    def _set_indicator(self, on: bool) -> None:
+        self.indicator.set(on)  # the indicator of the moment: a reload may swap it
+
+    def start_gps(self, stream: FixStream, health: GpsHealth) -> None:
+        self._stream, self.gps = stream, health
+        stream.positions_needed = bool(self.live.unit.sessions)
+        self._gps_thread = threading.Thread(target=self._read_gps, args=(stream, health), name="tcu-gps",
+                                            daemon=True)
+        self._gps_thread.start()
+
+    def stop_gps(self, timeout_s: float = 5.0) -> None:
+        """Release the GPS port and let its reader end (a reload restarts it)."""
+        self._stream.close()
+        self._gps_thread.join(timeout_s)
+
+    def _read_gps(self, stream: FixStream, health: GpsHealth) -> None:
         try:
             for item in stream.items():
-                self.gps.last_heard = time.monotonic()
+                health.last_heard = time.monotonic()
                 if isinstance(item, Fix):
-                    self.gps.last_fix, self.gps.has_fix = self.gps.last_heard, True
+                    health.last_fix, health.has_fix = health.last_heard, True
                     self.live.handle(FixEvent(item))
                 else:
-                    self.gps.has_fix = item.has_fix
+                    health.has_fix = item.has_fix
                 stream.positions_needed = bool(self.live.unit.sessions)
         except (SourceError, OSError, ValueError) as err:  # closed under us at shutdown, or gone for good
-            self.gps.error = str(err)
+            health.error = str(err)
 
     def request(self, request: Any) -> dict[str, Any]:
         """Answer one control request; never raises."""
@@ -95,6 +166,10 @@ class UnitDaemon:
         op, kind = request.get("op"), request.get("kind")
         if op == "status":
             return {"ok": True, "status": self.status()}
+        if op == "reload":
+            from tcu.emulator.reload import reload
+
+            return reload(self)
         if op not in EVENTS or kind not in TRIGGERS_BY_NAME:
             return {"ok": False, "error": "unknown request %r" % (request,)}
         try:
@@ -114,14 +189,24 @@ class UnitDaemon:
                          "started": s.start_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000)}
                         for s in sorted(live.unit.sessions.values(), key=lambda s: s.sid)]
             indicator = live.unit.indicator
+            services = {TRIGGER_NAMES[code]: service_terms(s) for code, s in sorted(live.unit.services.items())}
         return {"unit": live.unit_id, "boot": uplink.boot, "state": "active" if sessions else "dormant",
                 "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(),
                 "link": {"broker": uplink.broker.url, "connected": uplink.connected, "acked": uplink.stats.acked,
-                         "outbox": len(uplink.outbox)}}
+                         "outbox": len(uplink.outbox)},
+                "config": None if self.config is None else self.config.path, "services": services}
 
     def close(self) -> None:
         """Shut down cleanly: control socket, GPS port released, sessions ended, outbox flushed."""
+        with self.reload_lock:  # an ongoing reload finishes first; none starts after this
+            self.closing = True
+        if self.inputs is not None:  # no trigger comes in while the unit shuts down
+            self.inputs.close()
+            self.inputs = None
         self._server.shutdown()
+        self._close_parts()
+
+    def _close_parts(self) -> None:
         self._server.server_close()
         try:
             os.unlink(self.control_path)

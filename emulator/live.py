@@ -23,7 +23,7 @@ from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
 from tcu.firmware.errors import SourceError, UsageError
 from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
-from tcu.firmware.services import PURPOSE_NAMES
+from tcu.firmware.services import PURPOSE_NAMES, Service
 from tcu.firmware.unit import Unit
 from tcu.protocol import messages
 from tcu.protocol.commands import CommandVerifier, downlink_topic
@@ -73,7 +73,8 @@ class LiveUnit:
     def __init__(self, url: str, unit_id: str, state_dir: str | os.PathLike[str],
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S) -> None:
+                 clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
+                 services: dict[int, Service] | None = None) -> None:
         state = Path(state_dir)
         try:
             state.mkdir(parents=True, exist_ok=True)
@@ -84,7 +85,7 @@ class LiveUnit:
         self.e2e_key = e2e_key
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
-        self.unit = Unit(verifier=verifier, command_counter=self.counter.load())
+        self.unit = Unit(services, verifier=verifier, command_counter=self.counter.load())
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._timer_changed = threading.Event()

@@ -10,6 +10,7 @@ the link, a restart), so duplicates are normal: the store keeps one row per iden
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sqlite3
 import sys
@@ -40,7 +41,7 @@ class Backend:
     def __init__(self, url: str, on_record: Callable[[Record], None] | None = None,
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
-                 e2e_key: bytes | None = None) -> None:
+                 e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
@@ -48,6 +49,7 @@ class Backend:
         self.received = 0  # messages, duplicates included
         self.duplicates = 0
         self._on_record = on_record
+        self._on_uplink = on_uplink  # (unit, boot, payload) of each new uplink: the live table
         self._view = UplinkView()
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
@@ -95,6 +97,8 @@ class Backend:
             self._cond.notify_all()
         if self._on_record is not None:
             self._on_record(record)
+        if self._on_uplink is not None:
+            self._on_uplink(unit, boot, payload)
 
     def stored(self) -> int:
         """Rows in the store: unique uplinks."""
@@ -138,7 +142,8 @@ def format_record(record: Record) -> str:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("backend", help="subscribe to units' uplinks, decode and print them; "
-                                   "`keygen` and `command` for signed commands")
+                                   "`keygen` and `command` for signed commands; `sessions`, `export`, "
+                                   "`plot` and `watch` for a store")
     parser.add_argument("--broker", help="mqtt://HOST:PORT")
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
     parser.add_argument("--count", type=int, default=0,
@@ -147,30 +152,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="keep the deduplicated uplinks in this SQLite file (default: in memory)")
     parser.add_argument("--client-id", default="tcu-backend",
                         help="MQTT client id; its broker session persists, so a restart misses nothing")
+    parser.add_argument("--live", action="store_true",
+                        help="a live table of units and sessions instead of a line per uplink "
+                             "(plain lines per session change when stdout is not a terminal)")
     parser.add_argument("--e2e-key", metavar="FILE", help="open uplinks sealed end to end with this key (hex)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
+    from tcu.tools import export_cmd, live, plot_cmd
     from tcu.tools.command_cmd import register_verbs
 
     register_verbs(parser)
+    # command_cmd made the verbs' subparsers (argparse allows one set): add the store's tools to it
+    verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    export_cmd.register_verbs(verbs)
+    plot_cmd.register_verb(verbs)
+    live.register_verb(verbs)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch]"
 
 
 def run(args: argparse.Namespace) -> int:
     if not args.broker:
-        raise UsageError("tcu backend needs --broker mqtt://HOST:PORT")
+        raise UsageError("tcu backend needs --broker mqtt://HOST:PORT (or a verb: sessions, export, plot, watch...)")
+
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
-    backend = Backend(args.broker, on_record=show, client_id=args.client_id, store=args.store,
-                      tls=tls_options(args), e2e_key=load_e2e_key(args.e2e_key) if args.e2e_key else None)
-    print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+    e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
+    with contextlib.ExitStack() as stack:
+        table = None
+        if args.live:  # the table replaces the line per uplink
+            from tcu.tools.live import LiveTable
+
+            table = stack.enter_context(LiveTable())
+        backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
+                          store=args.store, tls=tls_options(args), e2e_key=e2e_key,
+                          on_uplink=table.add if table else None)
+        print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+        receive(backend, args.count)
+    return 0
+
+
+def receive(backend: Backend, count: int) -> None:
+    """Until `count` unique uplinks arrived (0: until interrupted); then the backend closes."""
     try:
-        while not args.count or len(backend.records) < args.count:
-            backend.wait_for(args.count or len(backend.records) + 1, timeout_s=1.0)
+        while not count or len(backend.records) < count:
+            backend.wait_for(count or len(backend.records) + 1, timeout_s=1.0)
     finally:
         if backend.duplicates:
             print("backend: %d duplicates dropped" % backend.duplicates, file=sys.stderr)
         backend.close()
         for line in backend.rejected:
             print("backend: rejected %s" % line, file=sys.stderr)
-    return 0

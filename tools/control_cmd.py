@@ -1,4 +1,4 @@
-"""`tcu trigger` and `tcu status`: the tester's CLI on a running unit's control socket.
+"""`tcu trigger`, `tcu status` and `tcu reload`: the tester's CLI on a running unit's control socket.
 
 Standard library only (no paho, no cbor2, no HAL): the command starts and returns fast.
 The socket speaks one JSON object per line each way; see emulator/daemon.py.
@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="the whole status as JSON")
     status.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
     status.set_defaults(run=run_status)
+    reload = subparsers.add_parser("reload", help="make the running unit re-read its config file (as SIGHUP)")
+    reload.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    reload.set_defaults(run=run_reload)
 
 
 def parse_words(words: list[str]) -> tuple[str, str]:
@@ -93,6 +96,21 @@ def run_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=1))
         return 0
     print(format_status(status))
+    return 0
+
+
+def run_reload(args: argparse.Namespace) -> int:
+    """What the reload applied and what waits for a restart; exit 1 if it was refused."""
+    answer = ask(args.control or default_control(), {"op": "reload"}, timeout_s=30.0)
+    if not answer.get("ok"):
+        print("tcu reload: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
+        return 1
+    print("tcu reload: %s reloaded" % answer.get("config"))
+    print("applied: %s" % (", ".join(answer.get("applied", [])) or "nothing (no change)"))
+    if answer.get("needs_restart"):
+        print("needs a restart (running values kept): %s" % ", ".join(answer["needs_restart"]))
+    if any(key.startswith("services.") for key in answer.get("applied", [])):
+        print("note: %s" % answer.get("note", ""))
     return 0
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
 from tcu.hal.serial_port import ReconnectingSource
+from tcu.tools import progress
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
@@ -103,14 +104,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="replay a trace at its original timing times X (default: as fast as possible)")
     parser.add_argument("--no-reconnect", dest="reconnect", action="store_false",
                         help="exit when a serial device goes away instead of waiting for it to return")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bar (shown for a trace file when stderr is a terminal and stdout is not)")
     parser.set_defaults(run=run)
+
+
+def fixes_is_device(source: str) -> bool:
+    """A live receiver has no size to show progress against."""
+    return "://" in source or source.startswith("/dev/")
 
 
 def run(args: argparse.Namespace) -> int:
     """Print every fix of args.source; SourceError propagates to the CLI (exit 2)."""
     out = sys.stdout
     reconnect = args.reconnect and args.source.startswith("/dev/")
-    with iter_fixes(args.source, args.baud, speed=args.speed, reconnect=reconnect) as fixes:
+    shown = progress.wanted(args.quiet, out) and not fixes_is_device(args.source)
+    with iter_fixes(args.source, args.baud, speed=args.speed, reconnect=reconnect) as fixes, \
+            progress.trace_bar(args.source, "fixes", shown) as wrap:
+        if wrap is not None:
+            fixes.source = wrap(fixes.source)
         if isinstance(fixes.source, ReconnectingSource):
             fixes.source.on_event = lambda text: print("tcu fixes: %s" % text, file=sys.stderr, flush=True)
         for fix in fixes:

@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -20,6 +21,7 @@ from tcu.emulator.uplink import TlsOptions, uplink_topic
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.tools import progress
 from tcu.tools.view import UplinkView
 
 EMBEDDED_PROTOCOL = mqtt.MQTTv311  # amqtt speaks 3.1.1 only (and hangs on MQTT 5 properties)
@@ -40,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--outbox", metavar="PATH",
                         help="the durable outbox journal (default: a temporary one, removed at exit); what is "
                              "not acknowledged stays in it and is sent first at the next run")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -68,12 +71,15 @@ class ReplayResult:
 def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, unit_id: str,
                      jsonl: IO[str] | None = None, outbox: str | None = None,
                      tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
-                     e2e_key: bytes | None = None) -> ReplayResult:
+                     e2e_key: bytes | None = None, wrap_source: Callable[[Any], Any] | None = None) -> ReplayResult:
     """The whole replay: every uplink goes through the durable outbox; returns once the
     broker acknowledged every uplink (those left from an earlier run included). While no
     session is active the HAL parses no position at all (the idle path).
-    e2e_key: located uplinks are sealed end to end for the backend (COSE_Encrypt0)."""
+    e2e_key: located uplinks are sealed end to end for the backend (COSE_Encrypt0).
+    wrap_source: wraps the trace's byte source (tools/progress.py counts the bytes read)."""
     stream = iter_fixes(trace, positions_needed=False)  # opens now: a bad trace fails before connecting
+    if wrap_source is not None:
+        stream.source = wrap_source(stream.source)
     view = UplinkView()
     with stream, DurableUplink(broker_url, unit_id, outbox, tls=tls, protocol=protocol) as uplink:
         topic = uplink_topic(unit_id, uplink.boot)
@@ -104,8 +110,10 @@ def run(args: argparse.Namespace) -> int:
         elif args.jsonl:
             jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8"))
         e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
-        result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls_options(args),
-                                  None if args.broker else EMBEDDED_PROTOCOL, e2e_key)
+        shown = progress.wanted(args.quiet, jsonl)
+        with progress.trace_bar(args.trace, "replay", shown) as wrap:
+            result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls_options(args),
+                                      None if args.broker else EMBEDDED_PROTOCOL, e2e_key, wrap)
     stats = result.replay
     if result.recovered:
         print("replay: %s" % result.recovered, file=sys.stderr)

@@ -1,8 +1,11 @@
 """`tcu run`: the unit as a long-running process on a live (or virtual) GPS and a broker.
 
-SIGTERM or Ctrl-C shuts it down cleanly: sessions end, the outbox is flushed as far as the
-broker allows, the GPS port is released. Testers drive it with `tcu trigger` and
-`tcu status` on its control socket.
+Its settings come from a TOML file (`--config FILE` or TCU_CONFIG; see deploy/tcu.toml and
+emulator/config.py), each overridden by the option of the same setting when one is given.
+SIGHUP (or `tcu reload`) re-reads the file and applies what can change live
+(emulator/reload.py). SIGTERM or Ctrl-C shuts it down cleanly: sessions end, the outbox is
+flushed as far as the broker allows, the GPS port is released. Testers drive it with
+`tcu trigger` and `tcu status` on its control socket.
 """
 
 from __future__ import annotations
@@ -13,72 +16,70 @@ import sys
 import threading
 from typing import Any
 
-from tcu.emulator.crypto import load_e2e_key, load_public_key
+from tcu.emulator.config import Config, resolve
 from tcu.emulator.daemon import UnitDaemon
-from tcu.firmware.errors import UsageError
-from tcu.protocol import cose
-from tcu.protocol.commands import BackendKey, CommandVerifier
 from tcu.tools.fixes_cmd import _baudrate
-from tcu.tools.replay_cmd import add_tls_arguments, tls_options
+from tcu.tools.replay_cmd import add_tls_arguments
+
+D = Config()  # the defaults, for the help texts: every option defaults to None ("not given")
+
+
+def _baud_option(text: str) -> int | str:
+    return "auto" if text == "auto" else _baudrate(text)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("run", help="run the unit: GPS in, uplinks out, a control socket for testers")
-    parser.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="mqtt:// or mqtts:// (default: %(default)s)")
-    parser.add_argument("--gps", default="/dev/ttyACM0",
-                        help="a serial device, a pyserial URL or a trace file (default: %(default)s)")
-    parser.add_argument("--baud", type=_baudrate, default=None, help="the receiver's baud rate (default: detect)")
-    parser.add_argument("--unit", default="unit-0001", help="this unit's identity in topics (default: %(default)s)")
-    parser.add_argument("--state", default="tcu-state", metavar="DIR",
-                        help="outbox, command counter and audit log (default: %(default)s)")
+    parser = subparsers.add_parser(
+        "run", help="run the unit: GPS in, uplinks out, a control socket for testers",
+        description="Options given here override the config file's settings.")
+    parser.add_argument("--config", metavar="FILE",
+                        help="a TOML config file (default: $TCU_CONFIG, else none; see deploy/tcu.toml)")
+    parser.add_argument("--broker", help="mqtt:// or mqtts:// (default: %s)" % D.broker)
+    parser.add_argument("--gps", help="a serial device, a pyserial URL or a trace file (default: %s)" % D.gps)
+    parser.add_argument("--baud", type=_baud_option, help="the receiver's baud rate, or auto (default: detect)")
+    parser.add_argument("--unit", help="this unit's identity in topics (default: %s)" % D.unit)
+    parser.add_argument("--state", metavar="DIR", help="outbox, command counter and audit log (default: %s)" % D.state)
     parser.add_argument("--control", metavar="PATH", help="the control socket (default: STATE/control.sock)")
-    parser.add_argument("--indicator", default="none", metavar="SPEC",
-                        help="privacy indicator output: none, file:PATH, sysfs-led:NAME or gpio:PIN")
+    parser.add_argument("--indicator", metavar="SPEC",
+                        help="privacy indicator output: none (default), file:PATH, sysfs-led:NAME or gpio:PIN")
+    parser.add_argument("--input", action="append", metavar="SPEC",
+                        help="a trigger input (repeatable; replaces the config file's inputs)")
     parser.add_argument("--e2e-key", metavar="FILE", help="seal located uplinks end to end with this key (hex)")
     parser.add_argument("--backend-key", metavar="PEM",
                         help="the backend's Ed25519 public key: accept commands it signed (key id 'backend')")
     parser.add_argument("--backend-hmac-key", metavar="FILE",
                         help="a per-unit HMAC key (hex): accept commands MACed with it (key id 'backend-mac')")
-    parser.add_argument("--audit-retention", type=float, default=13.0, metavar="HOURS",
+    parser.add_argument("--audit-retention", type=float, metavar="HOURS",
                         help="keep audit records this long after their session ended (default: 13, as eCall)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
 
-def verifier_of(args: argparse.Namespace) -> CommandVerifier | None:
-    """Without a backend key the unit accepts no command at all."""
-    from tcu.emulator.crypto import ed25519_verify
-
-    keys = []
-    if args.backend_key:
-        keys.append(BackendKey(b"backend", cose.ALG_EDDSA, load_public_key(args.backend_key)))
-    if args.backend_hmac_key:
-        hmac_key = load_e2e_key(args.backend_hmac_key, "backend HMAC key")
-        keys.append(BackendKey(b"backend-mac", cose.ALG_HMAC_256_256, hmac_key))
-    return CommandVerifier(args.unit, keys, ed25519_verify) if keys else None
-
-
 def run(args: argparse.Namespace) -> int:
-    if not 0 < args.audit_retention <= 24 * 365:
-        raise UsageError("--audit-retention %s: hours from 0 to a year" % args.audit_retention)
-    if "/" in args.unit or "+" in args.unit or "#" in args.unit:
-        raise UsageError("--unit %r: a unit id cannot contain '/', '+' or '#' (it is a topic level)" % args.unit)
-    stop = threading.Event()
+    config = resolve(args)
+    stop, wake = threading.Event(), threading.Event()
+    reloads: list[int] = []
 
-    def on_signal(signum: int, frame: Any) -> None:
-        stop.set()
+    def on_signal(signum: int, frame: Any) -> None:  # the main loop acts: a handler only flags
+        if signum == signal.SIGHUP:
+            reloads.append(signum)
+        else:
+            stop.set()
+        wake.set()
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
-    daemon = UnitDaemon(args.broker, args.unit, args.state, args.gps, baudrate=args.baud, control=args.control,
-                        indicator=args.indicator, tls=tls_options(args),
-                        e2e_key=load_e2e_key(args.e2e_key) if args.e2e_key else None, verifier=verifier_of(args),
-                        audit_retention_s=int(args.audit_retention * 3600))
-    print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s" % (
-        args.unit, daemon.live.uplink.boot, args.broker, args.gps, daemon.control_path), file=sys.stderr, flush=True)
+    daemon = UnitDaemon.from_config(config, loader=lambda: resolve(args))
+    print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s%s" % (
+        config.unit, daemon.live.uplink.boot, config.broker, config.gps, daemon.control_path,
+        "; config %s" % config.path if config.path else ""), file=sys.stderr, flush=True)
     try:
-        while not stop.wait(0.5):
-            pass
+        while not stop.is_set():
+            wake.wait()
+            wake.clear()
+            while reloads and not stop.is_set():
+                reloads.pop()
+                daemon.request({"op": "reload"})  # answers on stderr: it logs its summary
     finally:
         daemon.close()
         print("tcu run: stopped cleanly", file=sys.stderr, flush=True)

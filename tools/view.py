@@ -35,13 +35,15 @@ class UplinkView:
             "seq": msg.seq,
             "session": msg.sid,
             "trigger": TRIGGER_NAMES.get(start.trigger, str(start.trigger)) if start and start.trigger else None,
-            "purpose": _purpose(msg.purpose if msg.purpose is not None else start.purpose if start else None),
+            "purpose": purpose_name(msg.purpose if msg.purpose is not None else start.purpose if start else None),
             "bytes": len(payload),
         }
         if unit:
             out["unit"] = unit
-        if msg.type == messages.T_REPORT:
-            out.update(_located(msg, start))
+        if msg.type in (messages.T_REPORT, messages.T_BATCH):
+            out.update(_located(msg, start))  # a batch: its first fix here
+            if msg.type == messages.T_BATCH:
+                out["fixes"] = len(msg.fixes)
         elif msg.type == messages.T_COMMAND_RESPONSE:
             out["counter"] = msg.counter
             out["result"] = "accepted" if msg.result == messages.RESULT_ACCEPTED else "rejected"
@@ -55,7 +57,7 @@ class UplinkView:
         return out
 
 
-def _purpose(code: int | None) -> str | None:
+def purpose_name(code: int | None) -> str | None:
     return None if code is None else PURPOSE_NAMES.get(code, str(code))
 
 
