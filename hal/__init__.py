@@ -38,9 +38,10 @@ class FixStream:
     dropped, and ``items()`` yields a ``Heartbeat`` per receiver second instead of fixes.
     Set it back to True and the first epoch that starts afterwards comes out as a Fix (the
     one in progress lost its first sentences, so it is skipped: at most one second late).
-    The idle scanner stops at each heartbeat, so a switch made on one takes effect at the
-    very next sentence. Iterating the stream itself (``next()``) yields fixes only, so use
-    ``items()`` when switching.
+    A switch made on a heartbeat takes effect at the very next sentence: the heartbeats of
+    the same chunk not handed out yet are dropped, and the full path rescans their bytes.
+    Iterating the stream itself (``next()``) yields fixes only, so use ``items()`` when
+    switching.
     """
 
     def __init__(self, source: Source, positions_needed: bool = True) -> None:
@@ -68,7 +69,11 @@ class FixStream:
             if self.idle.reference is not None:
                 self.assembler.set_reference(*self.idle.reference)
             self.assembler.resume()
-            self.framer.give_pending(self.idle.take_pending())
+            # Heartbeats of the last chunk not handed out yet: the full path takes their
+            # sentences over, as if the idle scan had stopped at the last one handed out.
+            unused = len(self._ready)
+            self._ready.clear()
+            self.framer.give_pending(self.idle.take_pending(unused))
         else:
             if self.assembler.reference is not None:
                 self.idle.reference = self.assembler.reference
@@ -89,25 +94,11 @@ class FixStream:
 
     def items(self) -> Iterator[Fix | Heartbeat]:
         """Fixes while positions are needed, Heartbeats while they are not."""
-        idle = self.idle
         while True:
             ready = self._ready
             while ready:
                 yield ready.popleft()
                 ready = self._ready  # the setter may have replaced it
-            beats = idle.beats
-            if beats is not None and not self._positions_needed:
-                # Idle: resume the scanner's heartbeats of its chunk here, without the
-                # detour through _fill and feed; stop as soon as a switch (or the setter's
-                # take_pending) makes them stale.
-                for beat in beats:
-                    yield beat
-                    if self._positions_needed or idle.beats is not beats or self._ready:
-                        break
-                else:
-                    if idle.beats is beats:
-                        idle.beats = None
-                continue
             try:
                 self._fill()
             except StopIteration:
@@ -121,10 +112,6 @@ class FixStream:
     def _fill(self) -> None:
         """Read one chunk into ``_ready``; raise StopIteration at the end, SourceError."""
         while True:
-            if not self._positions_needed and self.idle.backlog:
-                self._ready.extend(self.idle.feed(b""))
-                if self._ready:
-                    return
             if self._pending_error is not None:
                 error, self._pending_error = self._pending_error, None
                 raise error

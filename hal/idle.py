@@ -18,23 +18,28 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterator
 
 from .framer import DEFAULT_MAX_LEN, nmea_checksum
-from .nmea_decode import _DATES, FAA_FIX_MODES, GGA_FIX_QUALITIES, _Cache, time_of_day  # _DATES: rmc_date, cached
+from .nmea_decode import (  # _DATES: rmc_date, cached
+    _DATES,
+    _MINUTES,
+    _SECONDS,
+    FAA_FIX_MODES,
+    GGA_FIX_QUALITIES,
+    _Cache,
+    time_of_day,
+)
 from .scan import _HEX_VALUE
 
-# The time field is also captured as hhmm, ss, fraction when it has the usual form
-# (a lookahead, so the body still starts at the time); any other form is parsed the slow way.
 _STATUS = re.compile(
-    rb"\$((\w\w)(RMC|GGA|GNS),"
-    rb"(?=(?:((?:[01][0-9]|2[0-3])[0-5][0-9])([0-5][0-9]|60)(?:[.]([0-9]*))?,)?)"
-    rb"([\x20-\x23\x25-\x29\x2b-\x7e]{0,%d}))\*([0-9A-Fa-f]{2}) *(?=[\r\n])"
+    rb"\$((\w\w)(RMC|GGA|GNS),([\x20-\x23\x25-\x29\x2b-\x7e]{0,%d}))\*([0-9A-Fa-f]{2}) *(?=[\r\n])"
     % (DEFAULT_MAX_LEN - 12))
 _GGA_FIX_QUALITIES = frozenset(q.encode("ascii") for q in GGA_FIX_QUALITIES)
 _FAA_FIX_MODES = frozenset(ord(c) for c in FAA_FIX_MODES)  # bytes iterate as ints
 _DAY_MS = 86_400_000
-_MINUTE_MS: _Cache[bytes, int] = _Cache(lambda hhmm: (int(hhmm[:2]) * 60 + int(hhmm[2:])) * 60_000)  # b"hhmm"
+# The time field as minute + second, each from a cache that validates (as nmea_decode's _TOD).
+_MINUTE_MS: _Cache[bytes, int] = _Cache(lambda hhmm: _MINUTES[hhmm.decode("ascii")], 1440)
+_SECOND_MS: _Cache[bytes, int] = _Cache(lambda ss: _SECONDS[ss.decode("ascii")], 1024)
 _BYTE_DATES: _Cache[bytes, datetime.date | None] = _Cache(lambda text: _DATES[text.decode("ascii").strip()])
 _UNIX_EPOCH_ORDINAL = datetime.date(1970, 1, 1).toordinal()
 
@@ -71,59 +76,57 @@ class IdleScanner:
         self.repeats = 0  # further status sentences of a second already reported, not checked
         self._tod: int | None = None
         self._tod_text = b"\x00"  # the time field (and comma) of the last heartbeat
-        self._buf = b""  # bytes received; [_pos:_cut] complete lines not scanned yet
+        self._buf = b""  # bytes received: [:_pos] scanned, [_pos:] the unterminated tail
         self._pos = 0
-        self._cut = 0
-        # The scan of _buf in progress: FixStream resumes it directly while it is idle.
-        self.beats: Iterator[Heartbeat] | None = None
+        # (end of its sentence in _buf, its time of day and time field) for each heartbeat of
+        # the last feed, after the state before it: where to rewind to when a consumer
+        # switches to the full path after one of them.
+        self._marks: list[tuple[int, int | None, bytes]] = []
 
     def feed(self, data: bytes) -> list[Heartbeat]:
-        """Scan ``data`` after what is left of earlier calls; stop after one heartbeat.
+        """The heartbeats of the complete lines that ``data`` completes, in one pass.
 
-        At most one Heartbeat is returned, so that a consumer switching to the full path on
-        it gets every byte after that sentence (``take_pending``); ``backlog`` says whether
-        complete lines are still waiting, for ``feed(b"")``. The scan of a chunk goes on
-        where the last heartbeat stopped it (one ``finditer`` per chunk, not per heartbeat).
+        A consumer that switches to the full path after some of them hands the scanner the
+        number it did not use: ``take_pending(unused)`` then returns every byte after the
+        sentence of the last heartbeat used, as if the scan had stopped there.
         """
-        if data:
-            buf = self._buf[self._pos:] + data if self._pos < len(self._buf) else bytes(data)
-            cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
-            if len(buf) - cut > DEFAULT_MAX_LEN + 1:  # an unterminated run: keep its end only
-                buf = buf[:cut] + buf[-DEFAULT_MAX_LEN - 1:]
-            self._buf, self._pos, self._cut = buf, 0, cut
-            self.beats = self._scan(buf, cut)
-        elif self.beats is None:
-            return []
-        for beat in self.beats:
-            return [beat]
-        self.beats = None
-        return []
+        buf = self._buf[self._pos:] + data if self._pos < len(self._buf) else bytes(data)
+        cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+        if len(buf) - cut > DEFAULT_MAX_LEN + 1:  # an unterminated run: keep its end only
+            buf = buf[:cut] + buf[-DEFAULT_MAX_LEN - 1:]
+        self._buf, self._pos = buf, cut
+        return self._scan(buf, cut)
 
-    def _scan(self, buf: bytes, cut: int) -> Iterator[Heartbeat]:
-        """The heartbeats of ``buf[:cut]``, one at a time, ``_pos`` just after each one's line."""
-        checksum, dates = nmea_checksum, _BYTE_DATES
+    def _scan(self, buf: bytes, cut: int) -> list[Heartbeat]:
+        """The heartbeats of ``buf[:cut]``; the scanner's state is kept in locals meanwhile
+        (a heartbeat costs a few microseconds of Python: attribute traffic is a good part)."""
+        beats: list[Heartbeat] = []
+        tod_text, last_tod, ref_date = self._tod_text, self._tod, self._ref_date
+        marks = self._marks = [(0, last_tod, tod_text)]
+        repeats = bad = sentences = 0
+        fix = self.has_fix
+        talkers, dates, hex_value = self._talkers, _BYTE_DATES, _HEX_VALUE
         for m in _STATUS.finditer(buf, 0, cut):
-            start = m.start(7)  # the body, after "RMC,": compared in place, no copy
-            if buf.startswith(self._tod_text, start) and (buf[start - 4] != 82 or self._ref_date is not None):
+            start = m.start(4)  # the body, after "RMC,": compared in place, no copy
+            if buf.startswith(tod_text, start) and (buf[start - 4] != 82 or ref_date is not None):
                 # The same second as the last sentence that made a heartbeat (an epoch's
                 # GGA after its RMC): nothing new to learn, skip the checksum and the split.
                 # Not an RMC (82 is "R") while the date is unknown: receivers that send GGA
                 # first (quectel-l76k) would otherwise never date a heartbeat.
-                self.repeats += 1
+                repeats += 1
                 continue
-            checked, talker, kind, hhmm, ss, frac, body, digits = m.groups()
-            if _HEX_VALUE[digits] != checksum(checked):
-                self.bad += 1
+            checked, talker, kind, body, digits = m.groups()
+            if hex_value[digits] != nmea_checksum(checked):
+                bad += 1
                 continue
             fields = body.split(b",", 9)
             tod: int | None
             try:
-                if hhmm is not None:
-                    tod = _MINUTE_MS[hhmm] + int(ss) * 1000
-                    if frac:
-                        tod += int((frac + b"000")[:3])
-                else:
-                    tod = time_of_day(fields[0].decode("ascii").strip())
+                text = fields[0]
+                try:
+                    tod = _MINUTE_MS[text[:4]] + _SECOND_MS[text[4:]] if text else None
+                except ValueError:  # empty, or an unusual form (spaces): the careful way
+                    tod = time_of_day(text.decode("ascii").strip())
                 if kind == b"RMC":
                     fix = len(fields) > 1 and fields[1] == b"A"
                     date = dates[fields[8]] if fix and len(fields) > 8 else None
@@ -134,37 +137,41 @@ class IdleScanner:
                     fix = len(fields) > 5 and any(c in _FAA_FIX_MODES for c in fields[5])
                     date = None
             except ValueError:
-                self.bad += 1
+                bad += 1
                 continue
-            self.sentences += 1
-            self._talkers.add(talker)
-            self.has_fix = fix
+            sentences += 1
+            talkers.add(talker)
             if tod is None:
                 continue
-            if date is not None and (self._ref_date is None or self._ref_date != date):
-                self.reference = (date, tod)
-            elif date is not None:
-                self._ref_tod = tod
-            if tod != self._tod:
-                self._tod = tod
-                self._tod_text = body[:len(fields[0]) + 1]
-                self._pos = m.end()
-                if self._ref_date is None:
-                    yield Heartbeat(None, tod, fix)
-                    continue
-                days = self._ref_days
-                if tod - self._ref_tod < -_DAY_MS // 2:
-                    days += 1
-                elif tod - self._ref_tod > _DAY_MS // 2:
-                    days -= 1
-                yield Heartbeat(days * _DAY_MS + tod, tod, fix)
-        self._pos = cut
+            if date is not None:
+                if date != ref_date:
+                    self.reference = (date, tod)
+                    ref_date = date
+                else:
+                    self._ref_tod = tod
+            if tod != last_tod:
+                last_tod, tod_text = tod, body[:len(fields[0]) + 1]
+                marks.append((m.end(), tod, tod_text))
+                beats.append(Heartbeat(self._unix_ms(tod) if ref_date is not None else None, tod, fix))
+        self._tod, self._tod_text, self.has_fix = last_tod, tod_text, fix
+        self.repeats += repeats
+        self.bad += bad
+        self.sentences += sentences
+        return beats
 
+    def _unix_ms(self, tod: int) -> int:
+        """Unix time of a time of day, dated by the reference (across midnight either way)."""
+        days = self._ref_days
+        if tod - self._ref_tod < -_DAY_MS // 2:
+            days += 1
+        elif tod - self._ref_tod > _DAY_MS // 2:
+            days -= 1
+        return days * _DAY_MS + tod
 
     @property
     def backlog(self) -> bool:
-        """Complete lines received but not scanned yet (after the last heartbeat)."""
-        return self._pos < self._cut
+        """Complete lines received but not scanned yet: none, ``feed`` scans all of them."""
+        return False
 
     @property
     def talkers(self) -> set[str]:
@@ -184,12 +191,19 @@ class IdleScanner:
         self._ref_date, self._ref_tod = value
         self._ref_days = self._ref_date.toordinal() - _UNIX_EPOCH_ORDINAL
 
-    def take_pending(self) -> bytes:
-        """The bytes not scanned yet, for the full path taking over; the scanner forgets them."""
-        pending = self._buf[self._pos:]
-        self._buf, self._pos, self._cut, self.beats = b"", 0, 0, None
+    def take_pending(self, unused: int = 0) -> bytes:
+        """The bytes not scanned yet, for the full path taking over; the scanner forgets them.
+
+        ``unused``: how many of the last feed's heartbeats the consumer did not take; their
+        sentences (and everything after the last one taken) are handed over again.
+        """
+        pos = self._pos
+        if unused:
+            pos, self._tod, self._tod_text = self._marks[len(self._marks) - 1 - unused]
+        pending = self._buf[pos:]
+        self._buf, self._pos, self._marks = b"", 0, []
         return pending
 
     def give_pending(self, data: bytes) -> None:
         """A sentence in progress handed back by the full path going idle."""
-        self._buf, self._pos, self._cut, self.beats = bytes(data), 0, 0, None
+        self._buf, self._pos, self._marks = bytes(data), 0, []
