@@ -192,13 +192,15 @@ class IdleScanner:
         self._ref_days = self._ref_date.toordinal() - _UNIX_EPOCH_ORDINAL
 
     def take_pending(self, unused: int = 0) -> bytes:
-        """The bytes not scanned yet, for the full path taking over; the scanner forgets them.
+        """The bytes after the sentence of the last heartbeat used, for the full path taking
+        over; the scanner forgets them.
 
-        ``unused``: how many of the last feed's heartbeats the consumer did not take; their
-        sentences (and everything after the last one taken) are handed over again.
+        ``unused``: how many of the last feed's heartbeats the consumer did not take. The
+        rest of the second of the last heartbeat used goes to the full path too: it lets
+        the full path's resync see that second end, so the next second makes a fix.
         """
         pos = self._pos
-        if unused:
+        if self._marks:
             pos, self._tod, self._tod_text = self._marks[len(self._marks) - 1 - unused]
         pending = self._buf[pos:]
         self._buf, self._pos, self._marks = b"", 0, []
