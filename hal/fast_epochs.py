@@ -256,7 +256,7 @@ class FastAssembler(EpochAssembler):
         epoch = self._epoch
         if epoch is None or tod is None or tod != epoch.tod_ms:
             if epoch is not None:
-                out += self.flush()
+                self._close_epoch(out)
             epoch = self._epoch = _Epoch(tod)
         return epoch
 

@@ -165,31 +165,38 @@ class EpochAssembler:
                 # without fix): the epoch in progress is complete. An untimed epoch collects
                 # what follows until the next timed sentence, and never gives a fix.
                 if epoch is not None:
-                    out += self.flush()
+                    self._close_epoch(out)
                 epoch = self._epoch = _Epoch(tod_ms)
             epoch.add(rep)
         return out
 
     def flush(self) -> list[Fix]:
         """Close the epoch in progress (end of stream); return its Fix if it has one."""
+        out: list[Fix] = []
+        self._close_epoch(out)
+        return out
+
+    def _close_epoch(self, out: list[Fix]) -> None:
+        """``flush`` into ``out``: once per second of every trace, so without a list of its own."""
         epoch, self._epoch = self._epoch, None
         if epoch is None or epoch.tod_ms is None:
-            return []
+            return
         if epoch.date is not None:
             self._ref = (epoch.date, epoch.tod_ms)
         fix = self._make_fix(epoch)
         if fix is None:
-            return []
-        if self._last_time_ms is not None and fix.time_ms == self._last_time_ms:
-            self._count("repeated_epoch")
-            return []
-        if self._last_time_ms is not None:
-            if fix.time_ms < self._last_time_ms:
+            return
+        last = self._last_time_ms
+        if last is not None:
+            if fix.time_ms == last:
+                self._count("repeated_epoch")
+                return
+            if fix.time_ms < last:
                 self._count("time_backwards")
-            elif fix.time_ms - self._last_time_ms > JUMP_MS:
+            elif fix.time_ms - last > JUMP_MS:
                 self._count("time_jump")
         self._last_time_ms = fix.time_ms
-        return [fix]
+        out.append(fix)
 
     def reset(self) -> None:
         """Forget the epoch in progress (positions are not kept while nobody needs them)."""
@@ -229,6 +236,7 @@ class EpochAssembler:
             return None
         three_d = epoch.three_d or epoch.gsa_mode == 3
         return Fix(  # positional: once per second of every trace, keywords cost
-            unix_ms(date, epoch.tod_ms), epoch.pos[0], epoch.pos[1], MODE_3D if three_d else MODE_2D,
+            (date.toordinal() - _UNIX_EPOCH_ORDINAL) * _DAY_MS + epoch.tod_ms, epoch.pos[0], epoch.pos[1],
+            MODE_3D if three_d else MODE_2D,
             epoch.alt_cm, epoch.vtg_speed_mms if epoch.speed_mms is None else epoch.speed_mms,
             epoch.vtg_course_cdeg if epoch.course_cdeg is None else epoch.course_cdeg, epoch.sats, epoch.hdop_c)

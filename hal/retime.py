@@ -60,6 +60,10 @@ class Retimer:
         self.shift_ms: int | None = None
         self._last_ms: int | None = None  # the trace's own time, in ms from its first day
 
+    def rebase(self, start_ms: int) -> None:
+        """Take the next timed sentence to ``start_ms`` (after a gap the replay did not sleep on)."""
+        self.start_ms, self.shift_ms, self._last_ms = start_ms, None, None
+
     def _trace_ms(self, tod: int) -> int:
         """Time of day to a running trace time: a wrap past midnight is the next day."""
         if self._last_ms is None:

@@ -6,6 +6,13 @@ adapter looped to the unit); without PORT a pseudo-terminal is created and its p
 (``--link PATH`` also makes a symlink to it, a stable name for the unit's configuration).
 The pace comes from the sentences' own times, times ``--speed``; ``--loop`` starts over at
 the end of the trace. Ctrl-C stops.
+
+``--retime`` moves the trace to the present (hal/retime.py): each sentence's UTC time, and
+the date in RMC and ZDA, shifted so the first epoch is now, checksums recomputed; the
+pacing stays the trace's own (so it cannot go with --speed). A unit that checks its fixes
+against its wall clock, like `tcu run`, can then be driven by a recorded drive. Where the
+pacer does not sleep (a jump of more than 5 s or a step back in the trace) and with --loop
+at each pass, the times start again at the then current time, so they never run ahead.
 """
 
 from __future__ import annotations
@@ -14,12 +21,14 @@ import argparse
 import contextlib
 import os
 import sys
+import time
 import tty
 from collections.abc import Callable, Iterator
 
 import serial
 from tcu.firmware.errors import SourceError, UsageError
 from tcu.hal.pacer import PacedTrace
+from tcu.hal.retime import Retimer
 from tcu.tools.fixes_cmd import _baudrate, speed_factor
 
 
@@ -31,6 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speed", type=speed_factor, default=1.0, metavar="X",
                         help="pace at the original timing times X (default 1)")
     parser.add_argument("--loop", action="store_true", help="start over at the end of the trace")
+    parser.add_argument("--retime", action="store_true",
+                        help="shift the sentences' UTC times and dates so the trace starts now (checksums redone)")
     parser.add_argument("--link", metavar="PATH", help="with no PORT: symlink PATH to the pseudo-terminal")
     parser.add_argument("--baud", type=_baudrate, default=9600, metavar="N", help="baud rate of PORT (default 9600)")
     parser.set_defaults(run=run)
@@ -83,12 +94,20 @@ def _port(url: str, baudrate: int) -> Iterator[Callable[[bytes], None]]:
         port.close()
 
 
-def play(trace: str, write: Callable[[bytes], None], speed: float, loop: bool) -> int:
-    """Write ``trace`` through ``write`` at its pace; returns the bytes written."""
+def play(trace: str, write: Callable[[bytes], None], speed: float, loop: bool, retime: bool = False) -> int:
+    """Write ``trace`` through ``write`` at its pace (retimed to start now if ``retime``);
+    returns the bytes written."""
     total = 0
     while True:
+        retimer = Retimer(int(time.time() * 1000)) if retime else None
         with PacedTrace(trace, speed) as paced:
+            gaps = 0
             while line := paced.read():
+                if retimer is not None:
+                    if paced.jumps + paced.backwards != gaps:  # not slept on: now again, not ahead
+                        gaps = paced.jumps + paced.backwards
+                        retimer.rebase(int(time.time() * 1000))
+                    line = retimer.line(line)
                 write(line)
                 total += len(line)
         if not loop or total == 0:
@@ -98,11 +117,13 @@ def play(trace: str, write: Callable[[bytes], None], speed: float, loop: bool) -
 def run(args: argparse.Namespace) -> int:
     if args.link and args.port:
         raise UsageError("--link names the pseudo-terminal created when no PORT is given")
+    if args.retime and args.speed != 1.0:
+        raise UsageError("--retime keeps the trace's own pace, so the times match the clock: drop --speed")
     PacedTrace(args.trace, args.speed).close()  # a missing trace fails before the port is set up
     sink = _port(args.port, args.baud) if args.port else _pty(args.link)
     with sink as write:
         try:
-            total = play(args.trace, write, args.speed, args.loop)
+            total = play(args.trace, write, args.speed, args.loop, args.retime)
         except KeyboardInterrupt:
             return 0
     print("tcu replay-serial: %d bytes written" % total, file=sys.stderr)
