@@ -36,10 +36,10 @@ class FixStream:
     needs a position: the bytes then go to the ``IdleScanner`` (receiver alive, fix or not,
     time; no coordinates parsed), the epoch in progress and any fix not yet handed out are
     dropped, and ``items()`` yields a ``Heartbeat`` per receiver second instead of fixes.
-    Set it back to True and the first epoch that starts afterwards comes out as a Fix (the
-    one in progress lost its first sentences, so it is skipped: at most one second late).
-    A switch made on a heartbeat takes effect at the very next sentence: the heartbeats of
-    the same chunk not handed out yet are dropped, and the full path rescans their bytes.
+    Set it back to True on a heartbeat and the full path takes over at that heartbeat's
+    sentence: its epoch comes out as the first Fix (heartbeats of the same chunk not handed
+    out yet are dropped, their bytes rescanned). Set at any other time, the full path
+    starts mid-epoch and skips it: the first fix is that of the next whole epoch.
     Iterating the stream itself (``next()``) yields fixes only, so use ``items()`` when
     switching.
     """
@@ -49,6 +49,8 @@ class FixStream:
         self.is_live = source.is_live
         self.framer = SentenceScanner(USED_TYPES)
         self.assembler = FastAssembler()
+        # A live receiver's epoch is closed on its learnt last sentence, not a second later.
+        self.assembler.close_early = source.is_live
         self.idle = IdleScanner()
         self.dropped = 0  # fixes assembled but dropped unread when positions stopped being needed
         self._positions_needed = positions_needed
@@ -68,12 +70,16 @@ class FixStream:
         if needed:
             if self.idle.reference is not None:
                 self.assembler.set_reference(*self.idle.reference)
-            self.assembler.resume()
-            # Heartbeats of the last chunk not handed out yet: the full path takes their
-            # sentences over, as if the idle scan had stopped at the last one handed out.
+            # Heartbeats of the last chunk not handed out yet are dropped: the full path
+            # takes over from the sentence of the last one handed out, its epoch whole.
             unused = len(self._ready)
             self._ready.clear()
-            self.framer.give_pending(self.idle.take_pending(unused))
+            pending, whole_epoch = self.idle.take_pending(unused)
+            if whole_epoch:
+                self.assembler.reset()
+            else:
+                self.assembler.resume()  # mid-epoch: the first whole epoch makes the first fix
+            self._decode(pending)  # now: the rest of the epoch may have arrived already
         else:
             if self.assembler.reference is not None:
                 self.idle.reference = self.assembler.reference
@@ -135,16 +141,22 @@ class FixStream:
                     return
                 continue
             if self._positions_needed:
-                if self.assembler.decoder is decode:  # the fast path: scanner candidates to fixes
-                    self._ready.extend(self.assembler.push_chunk(self.framer, chunk))
-                else:
-                    self._ready.extend(self.assembler.push_all(self.framer.feed(chunk)))
+                self._decode(chunk)
             else:
                 self._ready.extend(self.idle.feed(chunk))
             return
 
+    def _decode(self, chunk: bytes) -> None:
+        if self.assembler.decoder is decode:  # the fast path: scanner candidates to fixes
+            self._ready.extend(self.assembler.push_chunk(self.framer, chunk))
+        else:
+            self._ready.extend(self.assembler.push_all(self.framer.feed(chunk)))
+
     def _flush(self) -> None:
+        """End of the stream, or a live line fallen silent: the epoch in progress is complete."""
         if self._positions_needed:
+            if self.is_live:
+                self.assembler.cycle.silence()  # what came last before the silence ends the cycle
             self._ready.extend(self.assembler.flush())
 
     def close(self) -> None:

@@ -177,12 +177,12 @@ class FastAssembler(EpochAssembler):
         scanner's bytes to the epoch: not checksummed, decoded or parsed again.
         """
         out: list[Fix] = []
-        known, verified = self._known, scanner.verified
+        known, verified, early = self._known, scanner.verified, self.close_early
         for body, digits, spaces in scanner.candidates(data):
             seen = known.get(body)
             if seen is not None and seen[0] == digits and not spaces:
                 if self._resync is None:
-                    self._add_untimed(seen[1], seen[2])
+                    self._add_untimed(seen[1], seen[2], out)
                 continue
             if not verified(body, digits, spaces):
                 continue
@@ -211,7 +211,7 @@ class FastAssembler(EpochAssembler):
                     known.clear()
                 known[body] = (digits, kind, values)
                 if self._resync is None:
-                    self._add_untimed(kind, values)
+                    self._add_untimed(kind, values, out)
             elif kind == "ZDA":
                 if values[1] is not None:
                     self._ref = (values[1], values[0])
@@ -221,13 +221,15 @@ class FastAssembler(EpochAssembler):
                     epoch = self._timed_epoch(kind, values[0], out)  # a new epoch, or a special case
                 if epoch is not None:
                     _APPLY[kind](epoch, values)
+                    if early:
+                        self._after_add(kind, out)
         return out
 
-    def _add_untimed(self, kind: str, values: tuple[Any, ...]) -> None:
+    def _add_untimed(self, kind: str, values: tuple[Any, ...], out: list[Fix]) -> None:
         """A GSA or VTG belongs to the epoch in progress (or opens an untimed one)."""
         epoch = self._epoch
         if epoch is None:
-            epoch = self._epoch = _Epoch(None)
+            epoch = self._open_epoch(None, out)
         first, second = values
         if kind == "GSA":
             if first is not None:
@@ -239,6 +241,8 @@ class FastAssembler(EpochAssembler):
                 epoch.vtg_speed_mms = first
             if second is not None:
                 epoch.vtg_course_cdeg = second
+        if self.close_early:
+            self._after_add(kind, out)
 
     def _timed_epoch(self, kind: str, tod: int | None, out: list[Fix]) -> _Epoch | None:
         """The epoch a timed sentence belongs to (completing the one in progress into
@@ -255,9 +259,7 @@ class FastAssembler(EpochAssembler):
             self._resync = None
         epoch = self._epoch
         if epoch is None or tod is None or tod != epoch.tod_ms:
-            if epoch is not None:
-                self._close_epoch(out)
-            epoch = self._epoch = _Epoch(tod)
+            epoch = self._open_epoch(tod, out)
         return epoch
 
 

@@ -78,9 +78,8 @@ class IdleScanner:
         self._tod_text = b"\x00"  # the time field (and comma) of the last heartbeat
         self._buf = b""  # bytes received: [:_pos] scanned, [_pos:] the unterminated tail
         self._pos = 0
-        # (end of its sentence in _buf, its time of day and time field) for each heartbeat of
-        # the last feed, after the state before it: where to rewind to when a consumer
-        # switches to the full path after one of them.
+        # (start of its sentence in _buf, its time of day and time field) for each heartbeat
+        # of the last feed: where to rewind to when a consumer switches to the full path.
         self._marks: list[tuple[int, int | None, bytes]] = []
 
     def feed(self, data: bytes) -> list[Heartbeat]:
@@ -102,7 +101,7 @@ class IdleScanner:
         (a heartbeat costs a few microseconds of Python: attribute traffic is a good part)."""
         beats: list[Heartbeat] = []
         tod_text, last_tod, ref_date = self._tod_text, self._tod, self._ref_date
-        marks = self._marks = [(0, last_tod, tod_text)]
+        marks = self._marks = []
         repeats = bad = sentences = 0
         fix = self.has_fix
         talkers, dates, hex_value = self._talkers, _BYTE_DATES, _HEX_VALUE
@@ -151,7 +150,7 @@ class IdleScanner:
                     self._ref_tod = tod
             if tod != last_tod:
                 last_tod, tod_text = tod, body[:len(fields[0]) + 1]
-                marks.append((m.end(), tod, tod_text))
+                marks.append((m.start(), tod, tod_text))
                 beats.append(Heartbeat(self._unix_ms(tod) if ref_date is not None else None, tod, fix))
         self._tod, self._tod_text, self.has_fix = last_tod, tod_text, fix
         self.repeats += repeats
@@ -191,20 +190,24 @@ class IdleScanner:
         self._ref_date, self._ref_tod = value
         self._ref_days = self._ref_date.toordinal() - _UNIX_EPOCH_ORDINAL
 
-    def take_pending(self, unused: int = 0) -> bytes:
-        """The bytes after the sentence of the last heartbeat used, for the full path taking
-        over; the scanner forgets them.
+    def take_pending(self, unused: int = 0) -> tuple[bytes, bool]:
+        """The bytes for the full path taking over, and whether they start an epoch; the
+        scanner forgets them.
 
         ``unused``: how many of the last feed's heartbeats the consumer did not take. The
-        rest of the second of the last heartbeat used goes to the full path too: it lets
-        the full path's resync see that second end, so the next second makes a fix.
+        bytes start at the sentence of the last heartbeat taken, the first status sentence
+        of its second: the full path decodes that whole epoch (the position that a trigger
+        during the previous second waits for), not only the seconds after it. Without a
+        heartbeat in the last feed they are the unscanned tail, in mid-epoch.
         """
-        pos = self._pos
-        if self._marks:
-            pos, self._tod, self._tod_text = self._marks[len(self._marks) - 1 - unused]
+        taken = len(self._marks) - unused
+        if taken > 0:
+            pos, self._tod, self._tod_text = self._marks[taken - 1]
+        else:
+            pos = self._pos
         pending = self._buf[pos:]
         self._buf, self._pos, self._marks = b"", 0, []
-        return pending
+        return pending, taken > 0
 
     def give_pending(self, data: bytes) -> None:
         """A sentence in progress handed back by the full path going idle."""

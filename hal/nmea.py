@@ -98,6 +98,61 @@ class _Epoch:
             self.hdop_c = rep.hdop_c
 
 
+class CycleEnd:
+    """Which sentence ends a receiver's epoch, learnt as gpsd does, to close epochs early.
+
+    On a live receiver an epoch is otherwise complete only when the next one starts (a
+    second later) or the line falls silent (the read timeout): a crash report would wait
+    for either. A receiver sends the same sentences in the same order every second, so
+    when two epochs in a row ended with the same sentence (its type and its position in
+    the epoch), or one ended in silence, an epoch is closed as soon as that sentence
+    arrives. Anything more that arrives before the next epoch starts unlearns it: back to
+    waiting, until relearnt.
+    """
+
+    __slots__ = ("learned", "_previous", "_count", "_last", "_closed_early")
+
+    def __init__(self) -> None:
+        self.learned: tuple[str, int] | None = None
+        self._previous: tuple[str, int] | None = None  # how the last epoch closed by its successor ended
+        self._count = 0  # sentences in the epoch in progress
+        self._last: tuple[str, int] | None = None
+        self._closed_early = False
+
+    def opened(self, tod_ms: int | None, closed_one: bool) -> None:
+        """A new epoch starts; ``closed_one``: it completed the one in progress."""
+        if closed_one and self._last is not None:
+            self.learned = self._last if self._last == self._previous else None
+            self._previous = self._last
+        elif self._closed_early and tod_ms is None:
+            self.learned = self._previous = None  # an untimed sentence after the end: not the end
+        self._closed_early = False
+        self._count, self._last = 0, None
+
+    def added(self, kind: str) -> bool:
+        """A sentence joined the epoch in progress; True if it is the learnt last one."""
+        self._count += 1
+        self._last = (kind, self._count)
+        return self._last == self.learned
+
+    def closed_early(self) -> None:
+        self._closed_early = True
+
+    def silence(self) -> None:
+        """The line fell silent (the read timed out): the last sentence ended the cycle.
+
+        Silence is a surer sign than a successor, so one is enough to learn from: the unit
+        that wakes for a crash decodes a single epoch, and the next one closes early.
+        """
+        if self._last is not None:
+            self.learned = self._previous = self._last
+
+    def late(self) -> None:
+        """A sentence of an epoch already closed early arrived: its end was not learnt right."""
+        self.learned = self._previous = None
+        self._closed_early = False
+
+
 def unix_ms(date: datetime.date, tod_ms: int) -> int:
     """Milliseconds since 1970-01-01T00:00Z for a UTC date and time of day."""
     return (date.toordinal() - _UNIX_EPOCH_ORDINAL) * _DAY_MS + tod_ms
@@ -113,6 +168,10 @@ class EpochAssembler:
         self._ref: tuple[datetime.date, int] | None = None  # last known (date, tod_ms)
         self._last_time_ms: int | None = None
         self._resync: list[int | None] | None = None  # [time of day to skip] after resume()
+        # Live sources: close an epoch on its learnt last sentence (see CycleEnd).
+        self.close_early = False
+        self.cycle = CycleEnd()
+        self._early_tod: int | None = None  # the time of the epoch last closed early
 
     def _count(self, cause: str) -> None:
         self.counts[cause] = self.counts.get(cause, 0) + 1
@@ -164,11 +223,32 @@ class EpochAssembler:
                 # A new time of day, or a position sentence with an empty time (a receiver
                 # without fix): the epoch in progress is complete. An untimed epoch collects
                 # what follows until the next timed sentence, and never gives a fix.
-                if epoch is not None:
-                    self._close_epoch(out)
-                epoch = self._epoch = _Epoch(tod_ms)
+                epoch = self._open_epoch(tod_ms, out)
             epoch.add(rep)
+            if self.close_early:
+                self._after_add(kind, out)
         return out
+
+    def _open_epoch(self, tod_ms: int | None, out: list[Fix]) -> _Epoch:
+        """Complete the epoch in progress into ``out``, if any, and start one at ``tod_ms``."""
+        closed_one = self._epoch is not None
+        if closed_one:
+            self._close_epoch(out)
+        if self.close_early:
+            if self._early_tod is not None and tod_ms == self._early_tod:
+                self.cycle.late()
+            self.cycle.opened(tod_ms, closed_one)
+            self._early_tod = None
+        epoch = self._epoch = _Epoch(tod_ms)
+        return epoch
+
+    def _after_add(self, kind: str, out: list[Fix]) -> None:
+        """Live sources: close the epoch now if ``kind`` was its learnt last sentence."""
+        epoch = self._epoch
+        if self.cycle.added(kind) and epoch is not None and epoch.tod_ms is not None:
+            self._early_tod = epoch.tod_ms
+            self._close_epoch(out)
+            self.cycle.closed_early()
 
     def flush(self) -> list[Fix]:
         """Close the epoch in progress (end of stream); return its Fix if it has one."""
@@ -201,6 +281,7 @@ class EpochAssembler:
     def reset(self) -> None:
         """Forget the epoch in progress (positions are not kept while nobody needs them)."""
         self._epoch = None
+        self._resync = None
 
     def resume(self) -> None:
         """Sentences come again after a gap: the first fix is of the first whole epoch."""

@@ -13,6 +13,7 @@ from tcu.hal import FixStream, Heartbeat, iter_fixes
 from tcu.hal import nmea_decode as fast
 from tcu.hal import nmea_reference as reference
 from tcu.hal.framer import NmeaFramer, nmea_checksum
+from tcu.hal.fast_epochs import FastAssembler
 from tcu.hal.idle import IdleScanner
 from tcu.hal.nmea import EpochAssembler
 from tcu.hal.scan import SentenceScanner
@@ -301,3 +302,55 @@ def test_the_scanners_inline_checksum_is_nmea_checksum(body: bytes, claimed: int
     scanner = SentenceScanner(USED)
     digits = b"%02X" % claimed
     assert scanner.verified(body, digits, b"") == (nmea_checksum(body) == claimed)
+
+
+def _epochs(kinds: list[str], seconds: int) -> list[bytes]:
+    """A receiver's output: the same sentences in the same order every second."""
+    out = []
+    for n in range(seconds):
+        hms = "1235%02d" % (10 + n)
+        templates = {
+            "RMC": "GPRMC,%s,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W,A" % hms,
+            "GGA": "GPGGA,%s,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,," % hms,
+            "GLL": "GPGLL,4807.038,N,01131.000,E,%s,A,A" % hms,
+            "GSA": "GPGSA,A,3,04,05,,09,12,,,24,,,,,2.5,1.3,2.1",
+            "VTG": "GPVTG,084.4,T,,M,022.4,N,041.5,K,A",
+            "ZDA": "GPZDA,%s,23,03,1994,00,00" % hms,
+        }
+        out.append(b"".join((s(templates[k]) + "\r\n").encode() for k in kinds))
+    return out
+
+
+@given(st.lists(st.sampled_from(["RMC", "GGA", "GLL", "GSA", "VTG", "ZDA"]), max_size=6), st.integers(3, 6))
+@settings(max_examples=200)
+def test_a_live_receivers_epoch_comes_out_at_its_last_sentence(more: list[str], seconds: int) -> None:
+    """Close early (live sources): once learnt, each epoch is a fix at its own last sentence,
+    not when the next second starts; the fixes are those of closing by the successor."""
+    chunks = _epochs(["RMC"] + more, seconds)  # each second starts with its RMC
+    late, early = FastAssembler(), FastAssembler()
+    early.close_early = True
+    scanner_late, scanner_early = SentenceScanner(USED), SentenceScanner(USED)
+    late_fixes, early_fixes = [], []
+    for n, chunk in enumerate(chunks):
+        late_fixes += late.push_chunk(scanner_late, chunk)
+        now = early.push_chunk(scanner_early, chunk)
+        early_fixes += now
+        if n >= 2:  # two epochs closed by their successors taught the end
+            assert [f.time_ms % 60_000 for f in now][-1 if n == 2 else 0:] == [(10 + n) * 1000]
+    late_fixes += late.flush()
+    early_fixes += early.flush()
+    assert early_fixes == late_fixes
+
+
+def test_a_sentence_after_the_learnt_end_unlearns_it() -> None:
+    seconds_out = _epochs(["RMC", "GGA"], 4)
+    assembler, scanner = FastAssembler(), SentenceScanner(USED)
+    assembler.close_early = True
+    for second in seconds_out[:3]:
+        assembler.push_chunk(scanner, second)
+    assert assembler.cycle.learned == ("GGA", 2)
+    # The fourth second brings one more sentence after its GGA: the end was wrong.
+    assert len(assembler.push_chunk(scanner, seconds_out[3])) == 1  # closed early at the GGA
+    extra = (s("GPGLL,4807.038,N,01131.000,E,123513,A,A") + "\r\n").encode()
+    assert assembler.push_chunk(scanner, extra) == []
+    assert assembler.cycle.learned is None
