@@ -12,8 +12,8 @@ from tcu.firmware.fix import Fix
 from tcu.hal import FixStream, Heartbeat, iter_fixes
 from tcu.hal import nmea_decode as fast
 from tcu.hal import nmea_reference as reference
-from tcu.hal.framer import NmeaFramer, nmea_checksum
 from tcu.hal.fast_epochs import FastAssembler
+from tcu.hal.framer import NmeaFramer, nmea_checksum
 from tcu.hal.idle import IdleScanner
 from tcu.hal.nmea import EpochAssembler
 from tcu.hal.scan import SentenceScanner
