@@ -2,22 +2,26 @@
 location payloads end to end (unit -> backend, opaque to the broker), and key files.
 
 Kept out of protocol/ because it needs `cryptography`, which MicroPython does not have.
+`cryptography` (~6 MB resident) is imported only by the functions that use it: a unit with
+no end-to-end key and no Ed25519 backend key (HMAC commands only) never loads it (issue 7).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.exceptions import InvalidSignature, InvalidTag
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tcu.firmware.errors import UsageError
 from tcu.protocol import cose
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 
 def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         public_key.verify(signature, data)
     except InvalidSignature:
@@ -27,6 +31,8 @@ def ed25519_verify(public_key: Ed25519PublicKey, signature: bytes, data: bytes) 
 
 def seal_uplink(payload: bytes, key: bytes, topic: str) -> bytes:
     """payload as a COSE_Encrypt0 (AES-GCM, random 96-bit IV) bound to its topic."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     alg = cose.ALG_A256GCM if len(key) == 32 else cose.ALG_A128GCM
     return cose.encrypt0(payload, alg, os.urandom(12), topic.encode(),
                          lambda iv, plain, aad: AESGCM(key).encrypt(iv, plain, aad))
@@ -34,6 +40,9 @@ def seal_uplink(payload: bytes, key: bytes, topic: str) -> bytes:
 
 def open_uplink(sealed: bytes, key: bytes, topic: str) -> bytes:
     """The plaintext of seal_uplink's output; ProtocolError if it was altered or misrouted."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     alg = cose.ALG_A256GCM if len(key) == 32 else cose.ALG_A128GCM
 
     def open_(iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
@@ -63,6 +72,9 @@ def is_sealed(payload: bytes) -> bool:
 
 
 def load_public_key(path: str | Path) -> Ed25519PublicKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError) as err:
@@ -73,6 +85,9 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
 
 
 def load_private_key(path: str | Path) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as err:

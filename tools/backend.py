@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
 from tcu.firmware.errors import ProtocolError, UsageError
-from tcu.tools.replay_cmd import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]

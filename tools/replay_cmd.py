@@ -22,6 +22,7 @@ from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
 from tcu.tools import progress
+from tcu.tools.tls_options import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
 
 EMBEDDED_PROTOCOL = mqtt.MQTTv311  # amqtt speaks 3.1.1 only (and hangs on MQTT 5 properties)
@@ -45,18 +46,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
-
-
-def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tls-ca", metavar="FILE", help="mqtts://: the CA certificates to trust")
-    parser.add_argument("--tls-cert", metavar="FILE", help="mqtts://: this client's certificate (mutual TLS)")
-    parser.add_argument("--tls-key", metavar="FILE", help="mqtts://: this client's private key (mutual TLS)")
-
-
-def tls_options(args: argparse.Namespace) -> TlsOptions | None:
-    if not (args.tls_ca or args.tls_cert or args.tls_key):
-        return None
-    return TlsOptions(args.tls_ca, args.tls_cert, args.tls_key)
 
 
 @dataclass

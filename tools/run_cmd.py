@@ -19,7 +19,7 @@ from typing import Any
 from tcu.emulator.config import Config, resolve
 from tcu.emulator.daemon import UnitDaemon
 from tcu.tools.fixes_cmd import _baudrate
-from tcu.tools.replay_cmd import add_tls_arguments
+from tcu.tools.tls_options import add_tls_arguments
 
 D = Config()  # the defaults, for the help texts: every option defaults to None ("not given")
 

@@ -1,0 +1,21 @@
+"""The --tls-* options shared by the commands that talk to a broker (`tcu run`, `tcu replay`,
+`tcu backend`). A module of its own so that `tcu run` does not import replay_cmd, and with it
+the embedded broker (amqtt, asyncio) it never uses: its resident size is a target (issue 7)."""
+
+from __future__ import annotations
+
+import argparse
+
+from tcu.emulator.uplink import TlsOptions
+
+
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-ca", metavar="FILE", help="mqtts://: the CA certificates to trust")
+    parser.add_argument("--tls-cert", metavar="FILE", help="mqtts://: this client's certificate (mutual TLS)")
+    parser.add_argument("--tls-key", metavar="FILE", help="mqtts://: this client's private key (mutual TLS)")
+
+
+def tls_options(args: argparse.Namespace) -> TlsOptions | None:
+    if not (args.tls_ca or args.tls_cert or args.tls_key):
+        return None
+    return TlsOptions(args.tls_ca, args.tls_cert, args.tls_key)
