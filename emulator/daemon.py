@@ -153,8 +153,10 @@ class UnitDaemon:
                 if isinstance(item, Fix):
                     health.last_fix, health.has_fix = health.last_heard, True
                     self.live.handle(FixEvent(item))
-                else:
+                else:  # dormant: no position decoded, but the receiver says whether it has a fix
                     health.has_fix = item.has_fix
+                    if item.has_fix:
+                        health.last_fix = health.last_heard
                 stream.positions_needed = bool(self.live.unit.sessions)
         except (SourceError, OSError, ValueError) as err:  # closed under us at shutdown, or gone for good
             health.error = str(err)

@@ -8,6 +8,7 @@ milliseconds, so restarting the backend never reuses one), and published at QoS 
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import time
 from pathlib import Path
@@ -54,12 +55,19 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
 def run_keygen(args: argparse.Namespace) -> int:
     out = Path(args.out)
     private, public = out / "backend.key", out / "backend.pub"
-    if private.exists():
-        raise UsageError("%s exists: not overwriting a backend key" % private)
     key = Ed25519PrivateKey.generate()
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    private.chmod(0o600)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Created owner-only (no moment readable by others) and never over an existing key.
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError("%s exists: not overwriting a backend key" % private) from None
+    except OSError as err:
+        raise UsageError("cannot write %s: %s" % (private, err.strerror)) from None
+    with os.fdopen(fd, "wb") as file:
+        file.write(pem)
     public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     print("wrote %s (keep it secret) and %s (give it to the units: tcu run --backend-key)" % (private, public))

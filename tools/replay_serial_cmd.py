@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 import time
 import tty
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     if args.retime and args.speed != 1.0:
         raise UsageError("--retime keeps the trace's own pace, so the times match the clock: drop --speed")
     PacedTrace(args.trace, args.speed).close()  # a missing trace fails before the port is set up
+    # SIGTERM (systemd, a test stopping it by PID) ends it like Ctrl-C: the --link symlink goes.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     sink = _port(args.port, args.baud) if args.port else _pty(args.link)
     with sink as write:
         try:
