@@ -354,3 +354,19 @@ def test_a_sentence_after_the_learnt_end_unlearns_it() -> None:
     extra = (s("GPGLL,4807.038,N,01131.000,E,123513,A,A") + "\r\n").encode()
     assert assembler.push_chunk(scanner, extra) == []
     assert assembler.cycle.learned is None
+
+
+@given(st.from_regex(r"[+-]?[0-9]{0,5}(\.[0-9]{0,8})?", fullmatch=True))
+@settings(max_examples=2000)
+def test_the_fast_field_converters_equal_the_exact_ones(text: str) -> None:
+    """Regex fast paths (no rounding where none is needed; degrees apart from minutes)
+    against the general decimal scaling they stand in for; errors must agree too."""
+    def outcome(convert, *args):  # type: ignore[no-untyped-def]
+        try:
+            return convert(*args)
+        except ValueError:
+            return "error"
+
+    assert outcome(fast._centi, text) == outcome(fast.scaled, text, fast._ONE, 100)
+    for limit in (90, 180):
+        assert outcome(fast._magnitude_e7, text, limit) == outcome(fast.angle_e7, text, "+", "+", "-", limit)
