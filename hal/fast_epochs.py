@@ -25,8 +25,8 @@ from typing import Any
 from tcu.firmware.fix import Fix
 
 from .nmea import EpochAssembler, _Epoch
-from .nmea_decode import (
-    _BODY_HEADS,
+from .nmea_decode import _BODY_HEADS, GGA_FIX_QUALITIES
+from .nmea_fields import (
     _CENTI,
     _COURSES,
     _DATES,
@@ -37,7 +37,6 @@ from .nmea_decode import (
     _LON,
     _TOD,
     FAA_FIX_MODES,
-    GGA_FIX_QUALITIES,
     _Cache,
     zda_date,
 )

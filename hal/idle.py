@@ -20,15 +20,8 @@ import datetime
 import re
 
 from .framer import DEFAULT_MAX_LEN, nmea_checksum
-from .nmea_decode import (  # _DATES: rmc_date, cached
-    _DATES,
-    _MINUTES,
-    _SECONDS,
-    FAA_FIX_MODES,
-    GGA_FIX_QUALITIES,
-    _Cache,
-    time_of_day,
-)
+from .nmea_decode import GGA_FIX_QUALITIES
+from .nmea_fields import _DATES, _MINUTES, _SECONDS, FAA_FIX_MODES, _Cache, time_of_day  # _DATES: rmc_date, cached
 from .scan import _HEX_VALUE
 
 _STATUS = re.compile(

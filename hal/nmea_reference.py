@@ -15,7 +15,8 @@ from fractions import Fraction
 import pynmea2
 
 # The pure helpers are shared; everything that converts field values is this module's own.
-from .nmea_decode import USED_TYPES, Report, _faa_ok, sentence_type, zda_date
+from .nmea_decode import USED_TYPES, Report, sentence_type
+from .nmea_fields import _faa_ok, zda_date
 
 # GGA quality 1..6 are real (if possibly degraded) fixes; 0 is none, 7 is a position typed
 # in by hand and 8 is the receiver's simulator: neither locates the car.

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from tcu.firmware.errors import UsageError
 
 from .framer import NmeaFramer
-from .nmea_decode import sentence_type, time_of_day
+from .nmea_decode import sentence_type
+from .nmea_fields import time_of_day
 from .source_base import CHUNK, Closing
 from .trace import TraceFile
 

@@ -21,7 +21,8 @@ import datetime
 import re
 
 from .framer import nmea_checksum
-from .nmea_decode import sentence_type, time_of_day
+from .nmea_decode import sentence_type
+from .nmea_fields import time_of_day
 
 TIME_FIELD = {"RMC": 1, "GGA": 1, "GNS": 1, "GLL": 5, "ZDA": 1, "GBS": 1, "GST": 1, "GRS": 1}
 _DAY_MS = 86_400_000

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tcu.firmware.fix import Fix
 from tcu.hal import FixStream, Heartbeat, iter_fixes
 from tcu.hal import nmea_decode as fast
+from tcu.hal import nmea_fields as fields
 from tcu.hal import nmea_reference as reference
 from tcu.hal.fast_epochs import FastAssembler
 from tcu.hal.framer import NmeaFramer, nmea_checksum
@@ -116,7 +117,10 @@ def test_idle_path_never_parses_a_position(monkeypatch: pytest.MonkeyPatch) -> N
     def no(*args: object) -> None:
         raise AssertionError("a coordinate was parsed while idle")
 
-    monkeypatch.setattr(fast, "angle_e7", no)
+    monkeypatch.setattr(fields, "angle_e7", no)
+    for cache in (fields._LAT, fields._LON):  # every coordinate goes through one of these
+        monkeypatch.setattr(cache, "convert", no)
+        cache.clear()
     with FixStream(open_source(str(EXCERPT)), positions_needed=False) as stream:
         items = list(stream.items())
     assert items and all(isinstance(i, Heartbeat) for i in items)
@@ -182,7 +186,7 @@ def test_idle_scanner_never_raises_and_ignores_chunking(data: bytes, chunk: int)
     whole = idle_beats(data, max(1, len(data)))
     assert idle_beats(data, chunk) == whole
     # Every heartbeat comes from a checksum-valid RMC/GGA/GNS that the framer also accepts.
-    valid = {fast.time_of_day(t[7:].split(",")[0]) for t in framer_used(data) if t[3:6] in ("RMC", "GGA", "GNS")}
+    valid = {fields.time_of_day(t[7:].split(",")[0]) for t in framer_used(data) if t[3:6] in ("RMC", "GGA", "GNS")}
     assert {tod for _, tod, _ in whole} <= valid
 
 
@@ -367,6 +371,6 @@ def test_the_fast_field_converters_equal_the_exact_ones(text: str) -> None:
         except ValueError:
             return "error"
 
-    assert outcome(fast._centi, text) == outcome(fast.scaled, text, fast._ONE, 100)
+    assert outcome(fields._centi, text) == outcome(fields.scaled, text, fields._ONE, 100)
     for limit in (90, 180):
-        assert outcome(fast._magnitude_e7, text, limit) == outcome(fast.angle_e7, text, "+", "+", "-", limit)
+        assert outcome(fields._magnitude_e7, text, limit) == outcome(fields.angle_e7, text, "+", "+", "-", limit)
