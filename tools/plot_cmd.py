@@ -111,6 +111,9 @@ def _draw_track(ax: Any, sessions: list[Session]) -> None:
         points = [p for p, colour_by in fixes if colour_by == purpose]
         ax.scatter([p.lon for p in points], [p.lat for p in points], s=14, color=COLOURS.get(purpose, "black"),
                    edgecolors=["black" if len(p.serves) > 1 else "none" for p in points], label=purpose, zorder=3)
+    for purpose in sorted({s.purpose or "" for s in sessions} - {colour_by for _, colour_by in fixes}):
+        # A session whose fixes were all sent for another one still gets its colour named.
+        ax.scatter([], [], s=14, color=COLOURS.get(purpose, "black"), label=purpose)
     ax.plot([], [], ">", color="gray", label="session start (first fix)")
     ax.plot([], [], "s", color="gray", label="session end (last fix)")
     if any(len(p.serves) > 1 for p, _ in fixes):
