@@ -47,11 +47,11 @@ import threading
 import time
 import tty
 from datetime import UTC, datetime
-from functools import reduce
 
 import paho.mqtt.client as mqtt
 from memory import TCU, Mosquitto, gps_alive, start_unit, stop, wait_for
 from tcu.emulator.uplink import ALL_UPLINKS
+from tcu.hal.framer import nmea_checksum
 from tcu.protocol import messages
 
 LAT, LON, STEP = 48.0, 11.5, 0.00001  # epoch k is at latitude LAT + k * STEP
@@ -109,7 +109,7 @@ sys.exit(main())
 
 
 def nmea(body: str) -> bytes:
-    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
+    return ("$%s*%02X\r\n" % (body, nmea_checksum(body.encode()))).encode()
 
 
 def angle(value: float, digits: int, hemis: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,10 +51,13 @@ class AuditLog:
         if not self.path.exists():
             self._rewrite({"audit": 1, "anchor": GENESIS, "first": 1}, [])
         header, records = _read(self.path)
-        self.anchor, self.first = str(header["anchor"]), int(header["first"])
+        try:
+            self.anchor, self.first = str(header["anchor"]), int(header["first"])
+            self.last = str(records[-1]["hash"]) if records else self.anchor
+            self.next_n = int(records[-1]["n"]) + 1 if records else self.first
+        except (KeyError, TypeError, ValueError):
+            raise SourceError("the audit log %s is damaged: see `tcu audit verify %s`" % (path, path)) from None
         self.records = records
-        self.last = records[-1]["hash"] if records else self.anchor
-        self.next_n = int(records[-1]["n"]) + 1 if records else self.first
 
     def append(self, time_s: int, boot: int, seq: int, session: int, purpose: str, payload: bytes) -> dict[str, Any]:
         record: dict[str, Any] = {"n": self.next_n, "time": time_s, "boot": boot, "seq": seq, "session": session,
@@ -86,7 +88,7 @@ class AuditLog:
             self._rewrite({"audit": 1, "anchor": self.anchor, "first": self.first}, self.records)
         return keep_from
 
-    def _rewrite(self, header: dict[str, Any], records: Iterable[dict[str, Any]]) -> None:
+    def _rewrite(self, header: dict[str, Any], records: list[dict[str, Any]]) -> None:
         tmp = self.path.with_name(self.path.name + ".tmp")
         with open(tmp, "w", encoding="utf-8") as f:
             for item in (header, *records):
@@ -124,7 +126,8 @@ def verify(path: str | os.PathLike[str]) -> Verdict:
     prev, expected_n = str(header.get("anchor")), header.get("first")
     for i, record in enumerate(records):
         where = "record %d (line %d)" % (i + 1, i + 2)
-        if not isinstance(record, dict) or any(k not in record for k in (*FIELDS, "hash")):
+        if not isinstance(record, dict) or any(k not in record for k in (*FIELDS, "hash")) or \
+                type(record["n"]) is not int:
             verdict.problems.append("%s: malformed" % where)
             continue
         if record["n"] != expected_n:
@@ -134,11 +137,13 @@ def verify(path: str | os.PathLike[str]) -> Verdict:
             verdict.problems.append("%s: does not follow the record before it: deleted or reordered" % where)
         if record_hash(record) != record["hash"]:
             verdict.problems.append("%s: its content does not match its hash: edited" % where)
-        prev, expected_n = str(record["hash"]), int(record["n"]) + 1
+        prev, expected_n = str(record["hash"]), record["n"] + 1
     head_path = Path(path).with_name(Path(path).name + ".head")
     try:
         head = json.loads(head_path.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        head = None
+    if not isinstance(head, dict):
         verdict.problems.append("the head file %s is missing or unreadable" % head_path)
         return verdict
     if head.get("last") != prev or head.get("count") != len(records):

@@ -13,9 +13,8 @@ import argparse
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import Service, default_services, narrow_services
@@ -78,9 +77,13 @@ def _baud(value: Any, name: str) -> int | None:
 
 
 def _broker(value: Any, name: str) -> str:
-    parts = urlsplit(_text(value, name))
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise UsageError("%s = %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT]" % (name, value))
+    from tcu.emulator.uplink import parse_broker_url  # the parser the uplink connects with
+
+    try:
+        parse_broker_url(_text(value, name))
+    except (UsageError, ValueError):  # ValueError: urlsplit's, e.g. "Invalid IPv6 URL"
+        raise UsageError("%s = %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], PORT from 1 to 65535"
+                         % (name, value)) from None
     return str(value)
 
 
@@ -210,12 +213,6 @@ def changes(old: Config, new: Config) -> tuple[list[str], list[str]]:
              if old.services.get(name) != new.services.get(name)]
     restart = [a for a in RESTART if getattr(old, a) != getattr(new, a)]
     return live, restart
-
-
-def keep(running: Config, new: Config, attrs: list[str]) -> Config:
-    """new with attrs as they run (the settings a reload could not apply)."""
-    kept = {f.name: getattr(running, f.name) for f in fields(Config) if f.name in attrs}
-    return Config(**{**{f.name: getattr(new, f.name) for f in fields(Config)}, **kept})
 
 
 def key_of(attr: str) -> str:

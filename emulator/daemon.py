@@ -11,6 +11,7 @@ in a running unit (emulator/reload.py); the rest waits for a restart.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -172,8 +173,8 @@ class UnitDaemon:
             from tcu.emulator.reload import reload
 
             return reload(self)
-        if op not in EVENTS or kind not in TRIGGERS_BY_NAME:
-            return {"ok": False, "error": "unknown request %r" % (request,)}
+        if not isinstance(op, str) or op not in EVENTS or not isinstance(kind, str) or kind not in TRIGGERS_BY_NAME:
+            return {"ok": False, "error": "unknown request %r" % (request,)}  # (a list or dict is unhashable)
         try:
             self.live.handle(EVENTS[op](TRIGGERS_BY_NAME[kind]))
         except Refused as err:
@@ -222,12 +223,13 @@ class UnitDaemon:
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
         daemon: UnitDaemon = self.server.daemon  # type: ignore[attr-defined]
-        for line in self.rfile:
-            try:
-                answer = daemon.request(json.loads(line))
-            except ValueError:
-                answer = {"ok": False, "error": "a request is one JSON object per line"}
-            self.wfile.write(json.dumps(answer).encode() + b"\n")
+        with contextlib.suppress(OSError):  # the client went away before its answer: nobody to tell
+            for line in self.rfile:
+                try:
+                    answer = daemon.request(json.loads(line))
+                except ValueError:
+                    answer = {"ok": False, "error": "a request is one JSON object per line"}
+                self.wfile.write(json.dumps(answer).encode() + b"\n")
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -6,12 +6,12 @@ dependency), with the semantics documented in emulator/inputs.py.
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 from tcu.emulator.inputs import BOUNCE_S, Deliver, Report, _Commands
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import TRIGGERS_BY_NAME, WHILE_HELD, default_services
+from tcu.hal.indicator import open_gpiozero
 
 
 class GpioInput(_Commands):
@@ -20,21 +20,8 @@ class GpioInput(_Commands):
     def __init__(self, spec: str, arg: str, deliver: Deliver, report: Report) -> None:
         super().__init__(spec, deliver, report)
         pin, kind, hold_s = _gpio_spec(spec, arg)
-        try:
-            from gpiozero import Button  # optional: only on a Raspberry Pi
-            from gpiozero.exc import BadPinFactory, GPIOZeroError, PinFactoryFallback
-        except ImportError:
-            raise UsageError("input %s needs gpiozero: pip install gpiozero (on a Raspberry Pi: "
-                             "pip install 'tcu-emulator[pi]' and apt install python3-lgpio)" % spec) from None
-        try:
-            with warnings.catch_warnings():  # one line on failure, not one warning per library tried
-                warnings.simplefilter("ignore", PinFactoryFallback)
-                self.button: Any = Button(pin, bounce_time=BOUNCE_S, hold_time=hold_s or 1.0)
-        except BadPinFactory:
-            raise UsageError("input %s: no GPIO pin library (on a Raspberry Pi: apt install python3-lgpio, "
-                             "and a venv made with --system-site-packages)" % spec) from None
-        except (GPIOZeroError, OSError, RuntimeError) as err:  # pin busy, no permission
-            raise UsageError("input %s: %s" % (spec, err)) from None
+        self.button: Any = open_gpiozero("input %s" % spec, lambda gpiozero: gpiozero.Button(
+            pin, bounce_time=BOUNCE_S, hold_time=hold_s or 1.0))
         self.button.when_pressed = lambda: self.send({"op": "trigger", "kind": kind})
         held = default_services()[TRIGGERS_BY_NAME[kind]].mode == WHILE_HELD
         if held:

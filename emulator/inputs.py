@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tcu.firmware.errors import UsageError
-from tcu.firmware.services import TRIGGERS_BY_NAME
+from tcu.firmware.services import trigger_code
 
 Deliver = Callable[[dict[str, Any]], dict[str, Any]]
 Report = Callable[[str], None]
@@ -117,8 +117,7 @@ def parse_command(line: str) -> dict[str, Any] | None:
         words = ["trigger", words[0]]
     if len(words) != 2 or words[0] not in VERBS:
         raise UsageError("expected KIND, trigger KIND, clear KIND or cancel KIND, got %r" % line.strip())
-    if words[1] not in TRIGGERS_BY_NAME:
-        raise UsageError("unknown trigger %r: expected one of %s" % (words[1], ", ".join(sorted(TRIGGERS_BY_NAME))))
+    trigger_code(words[1])  # UsageError for an unknown one
     return {"op": words[0], "kind": words[1]}
 
 

@@ -28,10 +28,10 @@ from typing import Any
 from tcu.emulator import mqtt_wire as wire
 from tcu.emulator.outbox import Key, Outbox, next_boot
 from tcu.emulator.uplink import (
-    PROBE_S,
     SESSION_EXPIRY_S,
     UNSUPPORTED_PROTOCOL,
     TlsOptions,
+    answer_wait,
     parse_broker_url,
     status_payload,
     status_topic,
@@ -235,8 +235,7 @@ class DurableUplink:
         while True:
             version = self._versions[0]
             conn = wire.Connection(self.broker, self.tls, self.connect_timeout_s, self.keepalive_s)
-            # a 3.1.1-only broker may hang on MQTT 5 properties (amqtt does) instead of refusing
-            wait_s = min(self.connect_timeout_s, PROBE_S) if len(self._versions) > 1 else self.connect_timeout_s
+            wait_s = answer_wait(version, self._versions, self.connect_timeout_s)
             try:  # a TLS 1.3 broker refuses a client certificate after the handshake: here
                 conn.send(wire.encode_connect(version, "tcu-%s" % self.unit_id, self.keepalive_s, False,
                                               SESSION_EXPIRY_S, status_topic(self.unit_id), status_payload(False)))

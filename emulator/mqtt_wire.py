@@ -93,10 +93,10 @@ class Parser:
                     break
                 if i - pos > 4:
                     raise LinkError("broker sent a malformed packet length")
+            if length > MAX_PACKET:  # before waiting for it: never buffer a huge claimed length
+                raise LinkError("broker sent a packet of %d bytes" % length)
             if length < 0 or len(buf) - i < length:
                 break
-            if length > MAX_PACKET:
-                raise LinkError("broker sent a packet of %d bytes" % length)
             out.append((buf[pos] >> 4, buf[pos] & 0x0F, bytes(buf[i:i + length])))
             pos = i + length
         del buf[:pos]

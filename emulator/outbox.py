@@ -362,9 +362,7 @@ def next_boot(outbox_path: str | os.PathLike[str], floor: int = 0) -> int:
     try:
         with open(path, encoding="ascii") as fh:
             last = int(fh.read().strip() or 0)
-    except FileNotFoundError:
-        last = 0
-    except (OSError, ValueError):
+    except (OSError, ValueError):  # missing or unreadable: start from the clock
         last = 0
     boot = max(last + 1, floor + 1, int(time.time()) if last == 0 else 0)
     if boot >= 1 << 32:

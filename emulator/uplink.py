@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -25,13 +25,16 @@ from tcu.protocol import messages
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 TOPIC_ROOT = "tcu/v1"
 ALL_UPLINKS = TOPIC_ROOT + "/+/up/#"  # '#' also matches the parent: tcu/v1/UNIT/up
+SESSION_EXPIRY_S = 86_400  # MQTT 5: keep the broker session a day across reconnects
+UNSUPPORTED_PROTOCOL = (1, 0x84)  # CONNACK codes of 3.1.1 and 5 for "speak another version"
+PROBE_S = 2.0  # how long an MQTT 5 CONNECT that may fall back to 3.1.1 waits for CONNACK
+MAX_BOOT = (1 << 32) - 1  # boot numbers are u32 (the outbox journal's)
+
+
 def status_payload(online: bool) -> bytes:
     """The unit's status message (protocol/tcu.cddl `status`): the time and state bits, never a
     position. The offline one is the last will, so its time is when the unit connected."""
     return messages.encode_status(int(time.time()), messages.STATE_ONLINE if online else 0)
-SESSION_EXPIRY_S = 86_400  # MQTT 5: keep the broker session a day across reconnects
-UNSUPPORTED_PROTOCOL = (1, 0x84)
-PROBE_S = 2.0  # CONNACK codes of 3.1.1 and 5 for "speak another version"
 
 
 def uplink_topic(unit_id: str, boot: int | None = None) -> str:
@@ -49,12 +52,10 @@ def parse_uplink_topic(topic: str) -> tuple[str, int | None]:
     if len(parts) not in (4, 5) or parts[3] != "up":
         return "", None
     if len(parts) == 5:
-        return (parts[2], int(parts[4])) if parts[4].isdigit() else ("", None)
+        # isdigit() alone takes '²', which int() refuses: a topic from the network must not raise
+        boot = int(parts[4]) if parts[4].isascii() and parts[4].isdigit() else -1
+        return (parts[2], boot) if 0 <= boot <= MAX_BOOT else ("", None)
     return parts[2], None
-
-
-def unit_of_topic(topic: str) -> str:
-    return parse_uplink_topic(topic)[0]
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,10 @@ class Broker:
 
 def parse_broker_url(url: str) -> Broker:
     """mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS, default port 8883)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed IPv6 bracket, say
+        parts = urlsplit("")
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise UsageError("--broker %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], "
                          "e.g. mqtt://127.0.0.1:1883" % url)
@@ -130,10 +134,10 @@ def protocols(protocol: mqtt.MQTTProtocolVersion | None) -> list[mqtt.MQTTProtoc
     return [protocol] if protocol is not None else [mqtt.MQTTv5, mqtt.MQTTv311]
 
 
-def answer_wait(protocol: mqtt.MQTTProtocolVersion, candidates: list[mqtt.MQTTProtocolVersion],
-                timeout_s: float) -> float:
+def answer_wait(protocol: int, candidates: Sequence[int], timeout_s: float) -> float:
     """How long to wait for CONNACK: a 3.1.1-only broker may hang on MQTT 5 properties
-    (amqtt does) instead of refusing, so an MQTT 5 attempt that may fall back waits less."""
+    (amqtt does) instead of refusing, so an MQTT 5 attempt that may fall back waits less.
+    protocol: paho's MQTTv5 / MQTTv311 or mqtt_wire's MQTT5 / MQTT311 (the same numbers)."""
     return min(timeout_s, PROBE_S) if protocol == mqtt.MQTTv5 and len(candidates) > 1 else timeout_s
 
 

@@ -4,10 +4,6 @@ Integers because float32 boards lose precision at 1e-7 degree (as Adafruit's GPS
 does) and because integers make replay bit-for-bit deterministic. Unknown values are None.
 """
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 MODE_2D = 2
 MODE_3D = 3
 

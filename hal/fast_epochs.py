@@ -1,11 +1,11 @@
 """The full path's decoder and assembler in one loop: checksummed bodies in, fixes out.
 
-``EpochAssembler.push_all(bodies, decode_body)`` builds a ``Report`` per sentence and then
-copies it into the epoch: about half of the full path's time went to those two steps
-(bench/decode_throughput.py). ``FastAssembler.push_bodies`` gives the same fixes and the
-same counts for the same bodies (tests/test_hal_fastpath.py checks it on every log and on
+``EpochAssembler.push_all`` builds a ``Report`` per sentence and then copies it into the
+epoch: about half of the full path's time went to those two steps
+(bench/decode_throughput.py). ``FastAssembler.push_chunk`` gives the same fixes and the
+same counts for the same bytes (tests/test_hal_fastpath.py checks it on every log and on
 generated streams), but each sentence type's fields go from its text, through the shared
-conversion caches of ``nmea_decode``, straight into the epoch:
+conversion caches of ``nmea_fields``, straight into the epoch:
 
 * a per-type parser returns a plain tuple, converting exactly the fields ``decode_body``
   converts (so a malformed field is rejected in the same cases), and raises the same way;
@@ -33,42 +33,15 @@ from .nmea_fields import (
     _HDOPS,
     _KMHS,
     _KNOTS,
-    _LAT,
-    _LON,
     _TOD,
     FAA_FIX_MODES,
     _Cache,
+    position,
     zda_date,
 )
 from .scan import _HEX_VALUE, SentenceScanner
 
 _BAD = (ValueError, TypeError, IndexError, ArithmeticError)
-Position = tuple[int, int] | None  # None: the sentence vetoes the fix (empty or (0, 0) position)
-
-
-def _position(lat: str, ns: str, lon: str, ew: str) -> Position:
-    """``nmea_decode._position`` as a value."""
-    if lat or ns:
-        if ns == "N":
-            lat_e7: int | None = _LAT[lat]
-        elif ns == "S":
-            lat_e7 = -_LAT[lat]
-        else:
-            raise ValueError("bad hemisphere: %r" % ns)
-    else:
-        lat_e7 = None
-    if lon or ew:
-        if ew == "E":
-            lon_e7: int | None = _LON[lon]
-        elif ew == "W":
-            lon_e7 = -_LON[lon]
-        else:
-            raise ValueError("bad hemisphere: %r" % ew)
-    else:
-        lon_e7 = None
-    if lat_e7 is None or lon_e7 is None or (lat_e7 == 0 and lon_e7 == 0):
-        return None
-    return lat_e7, lon_e7
 
 
 def _rmc(f: list[str]) -> tuple[Any, ...]:
@@ -77,7 +50,7 @@ def _rmc(f: list[str]) -> tuple[Any, ...]:
     date = _DATES[f[8]]
     if f[1] != "A" or (f[11] and f[11][0] not in FAA_FIX_MODES):
         return tod, None, None, None, None
-    pos = _position(f[2], f[3], f[4], f[5])
+    pos = position(f[2], f[3], f[4], f[5])
     speed, course = _KNOTS[f[6]], _COURSES[f[7]]
     if pos is None:
         return tod, None, None, None, None
@@ -89,7 +62,7 @@ def _gga(f: list[str]) -> tuple[Any, ...]:
     tod = _TOD[f[0]]
     if f[5] not in GGA_FIX_QUALITIES:
         return tod, None, None, None, None
-    pos = _position(f[1], f[2], f[3], f[4])
+    pos = position(f[1], f[2], f[3], f[4])
     alt = _CENTI[f[8]] if f[9] == "" or f[9] == "M" else None
     sats = int(f[6]) if f[6].isdigit() else None
     return tod, pos, alt, sats, _HDOPS[f[7]]
@@ -99,7 +72,7 @@ def _gns(f: list[str]) -> tuple[Any, ...]:
     tod = _TOD[f[0]]
     if not any(c in FAA_FIX_MODES for c in f[5]):
         return tod, None, None, None, None
-    pos = _position(f[1], f[2], f[3], f[4])
+    pos = position(f[1], f[2], f[3], f[4])
     alt = _CENTI[f[8]]
     sats = int(f[6]) if f[6].isdigit() else None
     return tod, pos, alt, sats, _HDOPS[f[7]]
@@ -109,7 +82,7 @@ def _gll(f: list[str]) -> tuple[Any, ...]:
     tod = _TOD[f[4]]
     if f[5] != "A" or (f[6] and f[6][0] not in FAA_FIX_MODES):
         return tod, None
-    return tod, _position(f[0], f[1], f[2], f[3])
+    return tod, position(f[0], f[1], f[2], f[3])
 
 
 def _vtg(f: list[str]) -> tuple[Any, ...]:
@@ -170,7 +143,7 @@ class FastAssembler(EpochAssembler):
         self._known: dict[bytes, tuple[bytes, str, tuple[Any, ...]]] = {}
 
     def push_chunk(self, scanner: SentenceScanner, data: bytes) -> list[Fix]:
-        """``push_all(scanner.feed_bodies(data), decode_body)``: the same fixes and counts.
+        """``push_all(scanner.feed(data))``: the same fixes and counts.
 
         A GSA or VTG already seen with the same check digits goes straight from the
         scanner's bytes to the epoch: not checksummed, decoded or parsed again.

@@ -161,11 +161,6 @@ class IdleScanner:
         return days * _DAY_MS + tod
 
     @property
-    def backlog(self) -> bool:
-        """Complete lines received but not scanned yet: none, ``feed`` scans all of them."""
-        return False
-
-    @property
     def talkers(self) -> set[str]:
         """Talker IDs of the status sentences seen (GP, GN, GL, ...)."""
         return {t.decode("ascii") for t in self._talkers}

@@ -10,6 +10,8 @@ Chosen by spec, like the GNSS sources:
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -63,13 +65,29 @@ class SysfsLed(FileIndicator):
             raise UsageError("indicator %s: %s (is the unit in the right group?)" % (self.path, err)) from None
 
 
+def open_gpiozero(what: str, make: Callable[[Any], Any]) -> Any:
+    """make(gpiozero) -> a device (LED, Button), with one clear UsageError naming `what` when
+    gpiozero or a pin library is missing, the pin is busy or not ours to use."""
+    try:
+        import gpiozero  # optional: only on a Raspberry Pi
+        from gpiozero.exc import BadPinFactory, GPIOZeroError, PinFactoryFallback
+    except ImportError:
+        raise UsageError("%s needs gpiozero: pip install gpiozero (on a Raspberry Pi: pip install "
+                         "'tcu-emulator[pi]' and apt install python3-lgpio)" % what) from None
+    try:
+        with warnings.catch_warnings():  # one line on failure, not one warning per library tried
+            warnings.simplefilter("ignore", PinFactoryFallback)
+            return make(gpiozero)
+    except BadPinFactory:
+        raise UsageError("%s: no GPIO pin library (on a Raspberry Pi: apt install python3-lgpio, "
+                         "and a venv made with --system-site-packages)" % what) from None
+    except (GPIOZeroError, OSError, RuntimeError) as err:  # pin busy, no permission
+        raise UsageError("%s: %s" % (what, err)) from None
+
+
 class GpioLed:
     def __init__(self, pin: str) -> None:
-        try:
-            from gpiozero import LED  # optional: only on a Raspberry Pi
-        except ImportError:
-            raise UsageError("indicator gpio:%s needs gpiozero (pip install gpiozero)" % pin) from None
-        self.led: Any = LED(int(pin))
+        self.led: Any = open_gpiozero("indicator gpio:%s" % pin, lambda gpiozero: gpiozero.LED(int(pin)))
 
     def set(self, on: bool) -> None:
         self.led.value = 1 if on else 0

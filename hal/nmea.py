@@ -153,11 +153,6 @@ class CycleEnd:
         self._closed_early = False
 
 
-def unix_ms(date: datetime.date, tod_ms: int) -> int:
-    """Milliseconds since 1970-01-01T00:00Z for a UTC date and time of day."""
-    return (date.toordinal() - _UNIX_EPOCH_ORDINAL) * _DAY_MS + tod_ms
-
-
 class EpochAssembler:
     """Feed sentences with ``push``; get back the Fix of each epoch once it is complete."""
 
@@ -180,16 +175,10 @@ class EpochAssembler:
         """Add one checksum-valid sentence; return the fixes of the epochs it completed."""
         return self.push_all((sentence,))
 
-    def push_all(self, sentences: Iterable[str],
-                 decoder: Callable[[str], Report | None] | None = None) -> list[Fix]:
-        """``push`` for each sentence in turn, in one call: the HAL's per-chunk loop.
-
-        ``decoder`` overrides the assembler's for this call (the HAL passes ``decode_body``
-        with the scanner's bodies).
-        """
+    def push_all(self, sentences: Iterable[str]) -> list[Fix]:
+        """``push`` for each sentence in turn, in one call."""
         out: list[Fix] = []
-        if decoder is None:
-            decoder = self.decoder
+        decoder = self.decoder
         for sentence in sentences:
             try:
                 rep = decoder(sentence)
@@ -257,7 +246,7 @@ class EpochAssembler:
         return out
 
     def _close_epoch(self, out: list[Fix]) -> None:
-        """``flush`` into ``out``: once per second of every trace, so without a list of its own."""
+        """``flush`` into ``out`` (once per second of every trace: no list of its own)."""
         epoch, self._epoch = self._epoch, None
         if epoch is None or epoch.tod_ms is None:
             return

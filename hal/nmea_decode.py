@@ -32,12 +32,11 @@ from .nmea_fields import (
     _HDOPS,
     _KMHS,
     _KNOTS,
-    _LAT,
-    _LON,
     _TOD,
     FAA_FIX_MODES,
     _Cache,
     _faa_ok,
+    position,
     zda_date,
 )
 
@@ -80,22 +79,11 @@ class Report:
 
 def _position(rep: Report, lat: str, ns: str, lon: str, ew: str) -> None:
     """Set the position, or veto the fix (empty fields, (0, 0)); ValueError if malformed."""
-    if lat or ns:
-        if ns != "N" and ns != "S":
-            raise ValueError("bad hemisphere: %r" % ns)
-        lat_e7: int | None = _LAT[lat] if ns == "N" else -_LAT[lat]
-    else:
-        lat_e7 = None
-    if lon or ew:
-        if ew != "E" and ew != "W":
-            raise ValueError("bad hemisphere: %r" % ew)
-        lon_e7: int | None = _LON[lon] if ew == "E" else -_LON[lon]
-    else:
-        lon_e7 = None
-    if lat_e7 is None or lon_e7 is None or (lat_e7 == 0 and lon_e7 == 0):
+    pos = position(lat, ns, lon, ew)
+    if pos is None:
         rep.fix = False  # no (or a null-island placeholder) position: never a fix
     else:
-        rep.lat_e7, rep.lon_e7 = lat_e7, lon_e7
+        rep.lat_e7, rep.lon_e7 = pos
 
 
 def _rmc(f: list[str], rep: Report) -> None:

@@ -230,3 +230,32 @@ def zda_date(f: list[str]) -> datetime.date | None:
     if not (f[1].isdigit() and f[2].isdigit() and f[3].isdigit() and len(f[3]) == 4):
         raise ValueError("bad ZDA date")
     return datetime.date(int(f[3]), int(f[2]), int(f[1]))
+
+
+Position = tuple[int, int] | None  # None: the sentence vetoes the fix (empty or (0, 0) position)
+
+
+def position(lat: str, ns: str, lon: str, ew: str) -> Position:
+    """(lat_e7, lon_e7) of a sentence's four position fields; None when they veto the fix
+    (empty fields, or the (0, 0) placeholder); ValueError if malformed."""
+    if lat or ns:
+        if ns == "N":
+            lat_e7: int | None = _LAT[lat]
+        elif ns == "S":
+            lat_e7 = -_LAT[lat]
+        else:
+            raise ValueError("bad hemisphere: %r" % ns)
+    else:
+        lat_e7 = None
+    if lon or ew:
+        if ew == "E":
+            lon_e7: int | None = _LON[lon]
+        elif ew == "W":
+            lon_e7 = -_LON[lon]
+        else:
+            raise ValueError("bad hemisphere: %r" % ew)
+    else:
+        lon_e7 = None
+    if lat_e7 is None or lon_e7 is None or (lat_e7 == 0 and lon_e7 == 0):
+        return None
+    return lat_e7, lon_e7

@@ -51,12 +51,6 @@ class SentenceScanner:
         return ["$%s*%s" % (body.decode("ascii"), digits.decode("ascii"))
                 for body, digits, spaces in self.candidates(data) if verified(body, digits, spaces)]
 
-    def feed_bodies(self, data: bytes) -> list[str]:
-        """``feed`` without the ``$`` and ``*HH``: the bodies, as ``decode_body`` takes them."""
-        verified = self.verified
-        return [body.decode("ascii") for body, digits, spaces in self.candidates(data)
-                if verified(body, digits, spaces)]
-
     def candidates(self, data: bytes) -> list[tuple[bytes, bytes, bytes]]:
         """(body, check digits, spaces after them) of each sentence of a used type that
         ``data`` completes, not verified yet: check each with ``verified``."""

@@ -10,7 +10,7 @@ Portable: runs on MicroPython (HMAC keys; EdDSA where a verify function is suppl
 """
 
 from ..firmware.errors import ProtocolError
-from . import cbor, cose
+from . import cbor, cose, messages
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +35,7 @@ ARG_CASE = 1  # text: the case reference (police report, court order)
 ARG_UNTIL = 2  # uint: Unix seconds when tracking ends
 ARG_SESSION = 3  # uint: session id
 ARG_STATUS_INTERVAL = 4  # uint: seconds between status heartbeats
+MAX_STATUS_INTERVAL_S = 86400
 _ARG_TYPES = {ARG_CASE: str, ARG_UNTIL: int, ARG_SESSION: int, ARG_STATUS_INTERVAL: int}
 _REQUIRED = {
     CMD_TRACK_STOLEN: (ARG_CASE, ARG_UNTIL), CMD_LAWFUL_REQUEST: (ARG_CASE, ARG_UNTIL),
@@ -109,6 +110,12 @@ def decode_command(payload: bytes) -> Command:
     for key in _REQUIRED[code]:
         if key not in args:
             raise CommandRejected(R_MALFORMED, "%s needs argument %d" % (COMMAND_NAMES[code], key), counter)
+    # Refused here, not after the session started: its start message must carry the case.
+    if ARG_CASE in args and not 0 < len(args[ARG_CASE].encode()) <= messages.MAX_CASE_BYTES:
+        raise CommandRejected(R_MALFORMED, "the case reference must be 1..%d bytes" % messages.MAX_CASE_BYTES,
+                              counter)
+    if args.get(ARG_STATUS_INTERVAL, 0) > MAX_STATUS_INTERVAL_S:
+        raise CommandRejected(R_MALFORMED, "status interval above %d s" % MAX_STATUS_INTERVAL_S, counter)
     return Command(unit, counter, not_before, not_after, code, args)
 
 

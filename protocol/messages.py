@@ -20,6 +20,7 @@ course: 2-degree steps 0..179 (the eCall MSD's resolution), either may be null.
 seq: the unit's uplink counter for this boot; (unit, boot, seq) identifies an uplink.
 """
 
+from ..firmware.errors import ProtocolError
 from . import cbor
 
 TYPE_CHECKING = False
@@ -54,6 +55,7 @@ EXT_MODE = 4  # 2 = 2D, 3 = 3D
 EXT_SESSIONS = 5  # the other sessions this report also serves (overlapping services combine)
 EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE, EXT_SESSIONS)
 MAX_SESSIONS = 8
+MAX_CASE_BYTES = 64  # a session start's case reference, UTF-8 (tcu.cddl: tstr .size (1..64))
 
 MAX_UPLINK_SIZE = 512
 _INT32_MIN = -(1 << 31)
@@ -124,7 +126,7 @@ def encode_batch(seq: int, sid: int, purpose: int, fixes: "list[tuple[int, int, 
     mostly keeps its speed and heading, so residuals fit in one or two bytes.
     """
     if not fixes:
-        raise cbor.DecodeError("a batch needs at least one fix")
+        raise ProtocolError("a batch needs at least one fix")
     first = fixes[0]
     deltas = []  # type: list[int]
     for i in range(1, len(fixes)):
@@ -187,8 +189,8 @@ def _decode_start(items: list, version: int) -> Message:
     msg.time = _uint(items, 4, "time")
     msg.trigger = _uint(items, 5, "trigger")
     if len(items) == 7:
-        if not isinstance(items[6], str) or not 0 < len(items[6]) <= 64:
-            raise cbor.DecodeError("case reference must be text of 1..64 characters")
+        if not isinstance(items[6], str) or not 0 < len(items[6].encode()) <= MAX_CASE_BYTES:
+            raise cbor.DecodeError("case reference must be text of 1..%d bytes" % MAX_CASE_BYTES)
         msg.case = items[6]
     return msg
 

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from tcu.emulator.audit import RETENTION_S, AuditLog, verify
+from tcu.emulator.audit import GENESIS, RETENTION_S, AuditLog, verify
+from tcu.firmware.errors import SourceError
 from tcu.protocol import messages
 
 T = 1_778_745_600
@@ -86,3 +87,25 @@ def test_a_missing_or_foreign_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "foreign.log").write_text('{"hello": 1}\n')
     result = tcu_audit(tmp_path / "foreign.log")
     assert result.returncode == 2 and "not a tcu audit log" in result.stderr
+
+
+
+def test_a_mistyped_record_or_head_is_named_not_a_traceback(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    make_log(path, 2)
+    text = lines(path)
+    record = json.loads(text[1])
+    record["n"] = "one"  # a record number that is not a number
+    text[1] = json.dumps(record)
+    path.write_text("\n".join(text) + "\n")
+    (tmp_path / "audit.log.head").write_text("[]\n")  # valid JSON, not a head
+    result = tcu_audit(path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "record 1 (line 2): malformed" in result.stdout and "head file" in result.stdout
+
+
+def test_the_unit_refuses_to_append_to_a_damaged_log(tmp_path: Path) -> None:
+    path = tmp_path / "audit.log"
+    path.write_text('{"audit": 1, "anchor": "%s", "first": 1}\n{"n": 1}\n' % GENESIS)
+    with pytest.raises(SourceError, match="damaged"):
+        AuditLog(path)

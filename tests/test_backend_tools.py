@@ -225,15 +225,34 @@ def test_plot_without_matplotlib_says_how_to_install_it(store: Store, tmp_path: 
     (["export", "--store", "STORE", "--session", "1", "--gpx", "/nonexistent/dir/t.gpx"], "cannot write"),
     (["plot", "--store", "STORE", "--session", "7", "-o", "x.png"], "no such session"),
     (["plot", "--store", "STORE", "-o", "/nonexistent/dir/t.png"], "cannot write"),
+    (["plot", "--store", "STORE", "-o", "t.txt"], "Format 'txt' is not supported"),
+    (["plot", "--store", "STORE", "-o", "TMPDIR"], "Is a directory"),
+    (["sessions", "--store", "DAMAGED"], "database disk image is malformed"),
+    (["watch", "--store", "DAMAGED"], "database disk image is malformed"),
     (["watch", "--store", "/nonexistent/store.db"], "no such file"),
 ])
 def test_bad_input_is_one_line_and_exit_2(store: Store, tmp_path: Path, args: list[str], message: str) -> None:
-    junk = tmp_path / "junk.db"
+    junk, damaged = tmp_path / "junk.db", tmp_path / "damaged.db"
     junk.write_text("not sqlite\n" * 100)
-    args = [str(store.path) if a == "STORE" else str(junk) if a == "NOTASTORE" else a for a in args]
-    result = tcu("backend", *args)
+    data = bytearray(store.path.read_bytes())  # its schema page intact: the damage shows only as rows are read
+    data[-4096:] = b"\x55" * 4096
+    damaged.write_bytes(data)
+    files = {"STORE": str(store.path), "NOTASTORE": str(junk), "DAMAGED": str(damaged), "TMPDIR": str(tmp_path)}
+    result = tcu("backend", *[files.get(a, a) for a in args])
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and len(result.stderr.splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def test_replay_to_an_unwritable_jsonl_is_one_line_and_exit_2(mosquitto: Mosquitto) -> None:
+    result = tcu("replay", str(DEMO_TRACE), "--jsonl", "/nonexistent/dir/u.jsonl", "--broker", mosquitto.url)
+    assert result.returncode == 2 and "--jsonl /nonexistent/dir/u.jsonl: cannot write it" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_watch_refuses_an_interval_it_cannot_sleep(store: Store) -> None:
+    for bad in ("-1", "nan", "0"):
+        result = tcu("backend", "watch", "--store", str(store.path), "--interval", bad)
+        assert result.returncode == 2 and "not a poll interval" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_watch_piped_prints_plain_lines(store: Store) -> None:

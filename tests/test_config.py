@@ -106,6 +106,9 @@ def test_the_config_file_can_come_from_tcu_config(tmp_path: Path) -> None:
     ('[unit]\nindicator = "led"\n', "unit.indicator 'led': expected none, file:PATH, sysfs-led:NAME or gpio:PIN"),
     ('[unit]\ninputs = "gpio:5=crash"\n', "unit.inputs = 'gpio:5=crash': expected a list of input specs"),
     ('[broker]\nurl = "http://x"\n', "broker.url = 'http://x': expected mqtt://HOST[:PORT]"),
+    ('[broker]\nurl = "mqtt://[::1"\n', "broker.url = 'mqtt://[::1': expected mqtt://HOST[:PORT]"),
+    ('[broker]\nurl = "mqtt://h:99999"\n', "broker.url = 'mqtt://h:99999': expected mqtt://HOST[:PORT] or "
+                                           "mqtts://HOST[:PORT], PORT from 1 to 65535"),
     ('[audit]\nretention_hours = 0\n', "audit.retention_hours 0: hours from 0 to a year"),
     ('[audit]\nretention_hours = 9000\n', "audit.retention_hours 9000: hours from 0 to a year"),
     ('[audit]\nretention_hours = true\n', "audit.retention_hours True: hours from 0 to a year"),

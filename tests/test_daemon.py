@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +15,7 @@ from datetime import UTC, datetime
 from functools import reduce
 from pathlib import Path
 
+import pytest
 from tcu.tools.backend import Backend
 
 UNIT = "unit-run-1"
@@ -176,6 +178,41 @@ def test_tcu_run_refuses_bad_setup_with_one_clear_line(traces, tmp_path: Path) -
     for args, message in ((["--state", "/proc/nope"], "cannot create the unit's state directory"),
                           (["--backend-hmac-key", str(tmp_path / "none")], "cannot read the backend HMAC key"),
                           (["--indicator", "led"], "expected none, file:PATH"),
+                          (["--broker", "mqtt://[::1"], "--broker = 'mqtt://[::1': expected mqtt://HOST"),
                           (["--unit", "a/b"], "cannot contain '/'")):
         result = tcu("run", "--gps", trace, "--broker", "mqtt://127.0.0.1:1", *args)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, args
+
+
+def test_a_malformed_control_request_is_answered(
+        mosquitto, traces, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tcu.emulator.daemon import UnitDaemon
+
+    control = str(tmp_path / "control.sock")
+    daemon = UnitDaemon(mosquitto.url, UNIT, str(tmp_path / "state"), str(traces / "ublox-8.log"), control=control)
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(control)
+            lines = sock.makefile("rwb")
+            for request, error in ((b"not json", "one JSON object per line"), (b"[1]", "a JSON object"),
+                                   (b'{"op": "trigger", "kind": ["crash"]}', "unknown request"),
+                                   (b'{"op": {"a": 1}, "kind": "crash"}', "unknown request")):
+                lines.write(request + b"\n")
+                lines.flush()
+                answer = json.loads(lines.readline())
+                assert answer["ok"] is False and error in answer["error"], (request, answer)
+            lines.close()
+        assert daemon.request({"op": "trigger", "kind": "crash"})["ok"]  # the unit serves on
+    finally:
+        daemon.close()
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_gpio_indicator_or_button_without_a_pin_library_is_one_line(mosquitto, traces, tmp_path: Path) -> None:
+    env = {**os.environ, "GPIOZERO_PIN_FACTORY": "no-such-factory"}  # as on a machine without lgpio
+    for args in (["--indicator", "gpio:4"], ["--input", "gpio:4=sos"]):
+        result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "run", "--gps", str(traces / "ublox-8.log"),
+                                 "--broker", mosquitto.url, "--state", str(tmp_path / "state"), *args],
+                                capture_output=True, text=True, timeout=30, env=env)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+        assert "gpio:4" in result.stderr and "no GPIO pin library" in result.stderr, result.stderr

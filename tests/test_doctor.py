@@ -13,18 +13,18 @@ import tempfile
 import threading
 import tty
 from collections.abc import Iterator
-from functools import reduce
 from pathlib import Path
 
 import pytest
 from pki import make_pki
+from tcu.hal.framer import nmea_checksum
 from tcu.tools.cli import main
 from tcu.tools.doctor_checks import check_clock
 from test_tls import TlsMosquitto
 
-EPOCH = b"".join(("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode() for body in (
-    "GPRMC,120000.00,A,4807.03800,N,01131.00000,E,0.0,0.0,010126,,,A",
-    "GPGGA,120000.00,4807.03800,N,01131.00000,E,1,09,0.9,519.0,M,46.5,M,,"))
+EPOCH = b"".join(b"$%s*%02X\r\n" % (body, nmea_checksum(body)) for body in (
+    b"GPRMC,120000.00,A,4807.03800,N,01131.00000,E,0.0,0.0,010126,,,A",
+    b"GPGGA,120000.00,4807.03800,N,01131.00000,E,1,09,0.9,519.0,M,46.5,M,,"))
 
 
 class PtyReceiver:

@@ -186,6 +186,14 @@ def test_demo_shows_no_location_before_the_first_trigger() -> None:
     assert "all received by the backend" in lines[-1]
 
 
+def test_demo_of_a_trace_without_fixes_is_a_clear_error(tmp_path) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"$GPTXT,01,01,02,ANTSTATUS=OK*3B\r\n")
+    result = tcu("demo", "--trace", str(empty), timeout=60)
+    assert result.returncode == 2 and "has no fixes" in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
 def test_sealed_location_is_opened_only_by_the_backend_with_the_key(mosquitto, traces, tmp_path) -> None:
     key_file = tmp_path / "e2e.key"
     key_file.write_text(bytes(range(32)).hex() + "\n")
@@ -208,3 +216,12 @@ def test_sealed_location_is_opened_only_by_the_backend_with_the_key(mosquitto, t
     finally:
         backend.close()
         keyless.close()
+
+
+@pytest.mark.parametrize("url", ["mqtt://[::1", "mqtt://h:99999", "http://h", "mqtt://"])
+def test_a_bad_broker_url_is_one_clear_line(url: str) -> None:
+    from tcu.emulator.uplink import parse_broker_url
+    from tcu.firmware.errors import UsageError
+
+    with pytest.raises(UsageError, match="--broker"):
+        parse_broker_url(url)

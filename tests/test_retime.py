@@ -8,11 +8,11 @@ import os
 import subprocess
 import sys
 import time
-from functools import reduce
 from pathlib import Path
 
 import pytest
 from tcu.hal import NmeaFramer
+from tcu.hal.framer import nmea_checksum
 from tcu.hal.retime import Retimer
 from tcu.tools import replay_serial_cmd
 from tcu.tools.cli import main
@@ -21,7 +21,7 @@ UTC = datetime.UTC
 
 
 def sentence(body: str) -> bytes:
-    return b"$%s*%02X\r\n" % (body.encode(), reduce(lambda a, c: a ^ ord(c), body, 0))
+    return b"$%s*%02X\r\n" % (body.encode(), nmea_checksum(body.encode()))
 
 
 def unix_ms(*args: int) -> int:
@@ -151,3 +151,16 @@ def test_retime_refuses_a_speed(traces: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "replay-serial", str(traces / "ublox-8.log"),
                              "--retime", "--speed", "2"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 2 and "drop --speed" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_link_that_cannot_be_made_is_one_line_and_exit_2(traces: Path, tmp_path: Path) -> None:
+    for link in ("/nonexistent/dir/gps", str(tmp_path)):  # no such directory; a directory in the way
+        result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "replay-serial", str(traces / "ublox-8.log"),
+                                 "--link", link], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 2 and "--link %s: cannot make the symlink" % link in result.stderr
+        assert len(result.stderr.splitlines()) == 1 and tmp_path.is_dir()
+    precious = tmp_path / "not-a-link"  # a real file in the way is refused, and left alone
+    precious.write_text("keep\n")
+    result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "replay-serial", str(traces / "ublox-8.log"),
+                             "--link", str(precious)], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 2 and "File exists" in result.stderr and precious.read_text() == "keep\n"

@@ -368,3 +368,35 @@ def test_the_durable_uplink_delivers_over_mutual_tls_and_refuses_clearly(broker:
     with pytest.raises(LinkError, match="refused|closed|did not"):
         DurableUplink(url, UNIT_ID, str(tmp_path / "outbox2"), tls=unit_tls(pki, pki.expired),
                       connect_timeout_s=WAIT_S)
+
+
+def test_a_signed_command_goes_out_over_mutual_tls(broker: TlsMosquitto, pki: Pki, tmp_path: Path) -> None:
+    """`tcu backend command` takes the --tls-* options (it used to accept none and fail on mqtts://)."""
+    import sys
+
+    def tcu(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], capture_output=True, text=True,
+                              timeout=30)
+
+    assert tcu("backend", "keygen", "--out", str(tmp_path)).returncode == 0
+    received: list[bytes] = []
+
+    def setup(client: mqtt.Client) -> None:
+        client.on_message = lambda c, u, message: received.append(message.payload)
+
+    url = "mqtts://127.0.0.1:%d" % broker.port
+    listener = open_client(url, "tcu-%s-down" % UNIT_ID, timeout_s=WAIT_S, setup=setup, tls=unit_tls(pki, pki.client))
+    try:
+        listener.subscribe("tcu/v1/%s/down" % UNIT_ID, qos=1)
+        common = ["backend", "command", "lawful-request", "--broker", url, "--unit", UNIT_ID, "--case", "c-1",
+                  "--for", "1h", "--key", str(tmp_path / "backend.key")]
+        plain = tcu(*common)
+        assert plain.returncode != 0 and "Traceback" not in plain.stderr and url in plain.stderr
+        sent = tcu(*common, "--tls-ca", str(pki.ca_cert), "--tls-cert", str(pki.client.cert),
+                   "--tls-key", str(pki.client.key))
+        assert sent.returncode == 0, sent.stderr
+        assert wait_for(lambda: len(received) == 1)
+        assert received[0][:1] == b"\xd2"  # a COSE_Sign1 (tag 18), the signed command
+    finally:
+        listener.disconnect()
+        listener.loop_stop()

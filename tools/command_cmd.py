@@ -20,6 +20,7 @@ from tcu.emulator.uplink import open_client
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
+from tcu.tools.tls_options import add_tls_arguments, tls_options
 
 KID = b"backend"  # the key id `tcu run --backend-key` trusts
 VALID_FOR_S = 300  # a command not delivered within 5 minutes expires
@@ -48,6 +49,7 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
     command.add_argument("--for", dest="duration", type=duration_s, metavar="DURATION",
                          help="how long tracking lasts: 90s, 15m, 24h (lawful-request, track-stolen)")
     command.add_argument("--hours", type=float, help="the same as --for in hours")
+    add_tls_arguments(command)  # mqtts:// brokers: the backend's own CA, certificate and key
     command.add_argument("--session", type=int, help="the session (cancel, locate-now)")
     command.set_defaults(run=run_command)
 
@@ -96,7 +98,7 @@ def run_command(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
     command = build_command(args, int(time.time()))
     data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
-    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter)
+    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls_options(args))
     try:
         info = client.publish(cmd.downlink_topic(args.unit), data, qos=1)
         info.wait_for_publish(10)

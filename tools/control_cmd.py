@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from tcu.firmware.errors import LinkError, UsageError
-from tcu.firmware.services import TRIGGERS_BY_NAME
+from tcu.firmware.services import TRIGGERS_BY_NAME, trigger_code
 
 DEFAULT_STATE = "tcu-state"
 
@@ -74,8 +74,7 @@ def parse_words(words: list[str]) -> tuple[str, str]:
         op, kind = words
     else:
         raise UsageError("expected `tcu trigger KIND`, `tcu trigger clear KIND` or `tcu trigger cancel KIND`")
-    if kind not in TRIGGERS_BY_NAME:
-        raise UsageError("unknown trigger %r: expected one of %s" % (kind, ", ".join(sorted(TRIGGERS_BY_NAME))))
+    trigger_code(kind)  # UsageError for an unknown one
     return op, kind
 
 

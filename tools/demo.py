@@ -12,7 +12,7 @@ from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.replay import Replay, parse_trigger
 from tcu.emulator.uplink import ALL_UPLINKS
-from tcu.firmware.errors import LinkError
+from tcu.firmware.errors import LinkError, SourceError
 from tcu.firmware.events import Indicator, Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
@@ -75,8 +75,7 @@ def run(args: argparse.Namespace) -> int:
         finally:
             backend.close()
     if stats.first_fix_ms is None:
-        print("tcu demo: %s has no fixes" % trace)
-        return 1
+        raise SourceError("%s has no fixes" % trace)
     tail = stats.dormant_seconds - dropped_before[0]
     t0, t_end = stats.first_fix_ms, stats.last_ms or stats.first_fix_ms
     print("tcu demo: unit 'demo-unit' replaying %s (%s of receiver time)"

@@ -53,7 +53,8 @@ class Finding:
 # ---- broker ----------------------------------------------------------------------------------
 
 def _connect_packet(version: int, client_id: str) -> bytes:
-    """An MQTT CONNECT: clean session, no will, keep-alive 10 s (v5: empty properties)."""
+    """An MQTT CONNECT: clean session, no will, keep-alive 10 s (v5: empty properties). Not
+    mqtt_wire.encode_connect: that one always carries the unit's retained will."""
     from tcu.emulator.mqtt_wire import varint
 
     body = struct.pack("!H", 4) + b"MQTT" + bytes([version, 0x02]) + struct.pack("!H", 10)
@@ -65,7 +66,7 @@ def _connect_packet(version: int, client_id: str) -> bytes:
 
 def _connack(sock: socket.socket, version: int) -> int | None:
     """Send CONNECT, return the CONNACK's reason code (None: closed first); DISCONNECT after."""
-    from tcu.emulator.mqtt_wire import Parser
+    from tcu.emulator.mqtt_wire import CONNACK, DISCONNECT_PACKET, Parser
 
     sock.sendall(_connect_packet(version, "tcu-doctor-%d" % os.getpid()))
     parser = Parser()
@@ -74,9 +75,9 @@ def _connack(sock: socket.socket, version: int) -> int | None:
         if not data:
             return None
         for kind, _, body in parser.feed(data):
-            if kind == 2 and len(body) >= 2:
+            if kind == CONNACK and len(body) >= 2:
                 if body[1] == 0:
-                    sock.sendall(b"\xe0\x00")
+                    sock.sendall(DISCONNECT_PACKET)
                 return body[1]
 
 

@@ -113,9 +113,7 @@ def probe_port(path: str, window_s: float) -> dict[str, Any]:
 def describe_nmea(data: bytes) -> tuple[list[str], bool | None]:
     """(talkers, fix) of a receiver's bytes: fix None if no RMC, GGA or GNS said either way."""
     scanner = IdleScanner()
-    beats = scanner.feed(data + b"\r\n")
-    while scanner.backlog:
-        beats += scanner.feed(b"")
+    beats = scanner.feed(data + b"\r\n")  # every heartbeat of the bytes, in one call
     talkers = {s[1:3] for s in NmeaFramer().feed(data + b"\r\n") if s[1] != "P"}
     return sorted(talkers), None if not scanner.sentences else any(beat.has_fix for beat in beats)
 

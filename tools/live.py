@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from tcu.firmware.errors import ProtocolError
-from tcu.tools.sessions import Session, SessionBook, open_store
+from tcu.tools.sessions import Session, SessionBook, open_store, store_errors
 from tcu.tools.view import iso_utc
 
 MAX_ROWS = 30  # the most recent sessions; older ones scroll off a terminal anyway
@@ -24,9 +24,19 @@ MAX_ROWS = 30  # the most recent sessions; older ones scroll off a terminal anyw
 def register_verb(verbs: argparse._SubParsersAction) -> None:
     watch = verbs.add_parser("watch", help="a live table of the sessions in a store another backend writes")
     watch.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
-    watch.add_argument("--interval", type=float, default=0.5, metavar="S", help="poll every S seconds (0.5)")
+    watch.add_argument("--interval", type=_interval, default=0.5, metavar="S", help="poll every S seconds (0.5)")
     watch.add_argument("--count", type=int, default=0, help="exit after this many uplinks (0: until Ctrl-C)")
     watch.set_defaults(run=run_watch)
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 3600:  # NaN too: time.sleep would refuse it
+        raise argparse.ArgumentTypeError("not a poll interval in seconds (0..3600]: %r" % text)
+    return value
 
 
 def plain_line(session: Session) -> str:
@@ -102,7 +112,7 @@ def run_watch(args: argparse.Namespace) -> int:
     db = open_store(args.store)
     last = 0
     try:
-        with LiveTable() as table:
+        with store_errors(args.store), LiveTable() as table:
             while not args.count or table.uplinks < args.count:
                 rows = db.execute("SELECT rowid, unit, boot, payload FROM uplinks WHERE rowid > ? ORDER BY rowid",
                                   (last,)).fetchall()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -57,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
     if not sessions:
         raise UsageError("the store holds no sessions to plot")
     figure = draw(plt, sessions)
+    # No suffix: a PNG under that very name (matplotlib would write NAME.png, not the file named).
+    kind = None if os.path.splitext(args.output)[1] else "png"
     try:
-        figure.savefig(args.output, dpi=100)
+        figure.savefig(args.output, dpi=100, format=kind)
     except OSError as err:
         raise UsageError("cannot write %s: %s" % (args.output, err.strerror)) from None
+    except ValueError as err:  # a suffix matplotlib has no writer for
+        raise UsageError("cannot write %s: %s" % (args.output, err)) from None
     finally:
         plt.close(figure)
     fixes = len(_unique_fixes(sessions))

@@ -18,6 +18,7 @@ from tcu.emulator.link import DurableUplink, LinkStats
 from tcu.emulator.outbox import OutboxStats
 from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow, parse_trigger
 from tcu.emulator.uplink import TlsOptions, uplink_topic
+from tcu.firmware.errors import UsageError
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
@@ -97,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
         if args.jsonl == "-":
             jsonl = sys.stdout
         elif args.jsonl:
-            jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8"))
+            try:
+                jsonl = stack.enter_context(open(args.jsonl, "w", encoding="utf-8"))
+            except OSError as err:
+                raise UsageError("--jsonl %s: cannot write it: %s" % (args.jsonl, err.strerror)) from None
         e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
         shown = progress.wanted(args.quiet, jsonl)
         with progress.trace_bar(args.trace, "replay", shown) as wrap:

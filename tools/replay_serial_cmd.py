@@ -54,11 +54,16 @@ def _pty(link: str | None) -> Iterator[Callable[[bytes], None]]:
     master, slave = os.openpty()
     tty.setraw(slave)  # no echo, no CR/LF translation: the bytes go through unchanged
     path = os.ttyname(slave)
+    linked = False
     try:
         if link:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(link)
-            os.symlink(path, link)
+            try:
+                if os.path.islink(link):
+                    os.unlink(link)  # the link of an earlier run; never a real file
+                os.symlink(path, link)
+                linked = True
+            except OSError as err:
+                raise UsageError("--link %s: cannot make the symlink: %s" % (link, err.strerror)) from None
         print("tcu replay-serial: writing to %s%s" % (path, " (%s)" % link if link else ""),
               file=sys.stderr, flush=True)
 
@@ -69,7 +74,7 @@ def _pty(link: str | None) -> Iterator[Callable[[bytes], None]]:
 
         yield write
     finally:
-        if link:
+        if linked and link and os.path.islink(link):
             with contextlib.suppress(OSError):
                 os.unlink(link)
         os.close(master)

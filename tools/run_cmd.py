@@ -57,14 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config = resolve(args)
-    stop, wake = threading.Event(), threading.Event()
-    reloads: list[int] = []
+    stop, reload, wake = threading.Event(), threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:  # the main loop acts: a handler only flags
-        if signum == signal.SIGHUP:
-            reloads.append(signum)
-        else:
-            stop.set()
+        (reload if signum == signal.SIGHUP else stop).set()
         wake.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
@@ -77,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
         while not stop.is_set():
             wake.wait()
             wake.clear()
-            while reloads and not stop.is_set():
-                reloads.pop()
+            if reload.is_set() and not stop.is_set():  # SIGHUPs during a reload: one more after it
+                reload.clear()
                 daemon.request({"op": "reload"})  # answers on stderr: it logs its summary
     finally:
         daemon.close()

@@ -8,6 +8,7 @@ that also serves overlapping sessions (EXT_SESSIONS) belongs to each of their tr
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterator
@@ -156,20 +157,26 @@ def open_store(path: str) -> sqlite3.Connection:
     """The backend's SQLite store, read only; a missing or foreign file is a UsageError."""
     if not os.path.isfile(path):
         raise UsageError("--store %s: no such file (the store `tcu backend --store FILE` writes)" % path)
-    try:
+    with store_errors(path):
         db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
         db.execute("SELECT unit, boot, seq, payload FROM uplinks LIMIT 1").fetchall()
+    return db
+
+
+@contextlib.contextmanager
+def store_errors(path: str) -> Iterator[None]:
+    """sqlite3 errors as a UsageError: a damaged page may only show when its rows are read."""
+    try:
+        yield
     except sqlite3.Error as err:
         raise UsageError("--store %s: not a tcu backend store (%s)" % (path, err)) from None
-    return db
 
 
 def load_sessions(path: str, progress: Callable[[int, int], None] | None = None) -> list[Session]:
     """Every session in the store. progress(done, total) is called as rows are decoded."""
-    db = open_store(path)
-    try:
+    book = SessionBook()
+    with contextlib.closing(open_store(path)) as db, store_errors(path):
         total = int(db.execute("SELECT COUNT(*) FROM uplinks").fetchone()[0])
-        book = SessionBook()
         rows = db.execute("SELECT unit, boot, payload FROM uplinks ORDER BY unit, boot, seq")
         for done, (unit, boot, payload) in enumerate(rows, 1):
             try:
@@ -178,8 +185,6 @@ def load_sessions(path: str, progress: Callable[[int, int], None] | None = None)
                 pass  # the backend stores only what decoded; a row that does not is not ours to show
             if progress is not None:
                 progress(done, total)
-    finally:
-        db.close()
     return book.ordered()
 
 

@@ -184,6 +184,10 @@ def test_decode_command_refuses_malformed_payloads():
         (cbor.encode([head, UNIT, 1, 0, 1, 5, {9: 1}]), "unknown or mistyped"),
         (cbor.encode([head, UNIT, 1, 0, 1, 5, {4: "300"}]), "unknown or mistyped"),
         (cbor.encode([head, UNIT, 1, 0, 1, 1, {1: "case"}]), "needs argument 2"),
+        # a case the session start message could not carry (tcu.cddl: 1..64 bytes)
+        (cbor.encode([head, UNIT, 1, 0, 1, 1, {1: "", 2: 9}]), "case reference"),
+        (cbor.encode([head, UNIT, 1, 0, 1, 2, {1: "x" * 65, 2: 9}]), "case reference"),
+        (cbor.encode([head, UNIT, 1, 0, 1, 5, {4: 86401}]), "status interval"),
     )
     for data, text in cases:
         err = raises_with(cmd.CommandRejected, text, cmd.decode_command, data)
@@ -330,6 +334,8 @@ def test_unit_refused_commands_change_nothing():
     rejected(unit, cose.mac0(payload, KID, cmd.downlink_topic(UNIT).encode(), KEY), cmd.R_WRONG_UNIT)
     rejected(unit, maced(command(counter=5), key=b"\x01" * 32, kid=ED_KID), cmd.R_ALGORITHM)
     rejected(unit, good[:-5], cmd.R_MALFORMED)
+    long_case = {cmd.ARG_CASE: "x" * 65, cmd.ARG_UNTIL: NOW + 3600}  # no session start could carry it
+    rejected(unit, maced(command(counter=5, args=long_case)), cmd.R_MALFORMED)
     assert responses(unit.handle(Downlink(good), NOW * 1000))[0].result == messages.RESULT_ACCEPTED
     rejected(unit, good, cmd.R_REPLAYED)
     rejected(unit, maced(command(counter=4)), cmd.R_REPLAYED)
