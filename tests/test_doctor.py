@@ -7,8 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import tty
@@ -151,7 +149,40 @@ def test_a_clock_before_the_build_fails() -> None:
     assert (finding.level, finding.check) == ("FAIL", "clock") and "1970-01-01" in finding.detail
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to become another user")
+def _doctor_as_nobody(args: list[str]) -> tuple[int, str]:
+    """`tcu doctor ARGS` run in a forked child that has dropped to user and group nobody.
+
+    Forked, not exec'd: the checkout (and its venv) may sit in a private temporary
+    directory that nobody cannot even enter, and the child needs none of it on disk. The
+    same command runs first here, as root, so every module it imports is already loaded.
+    """
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        main(args)  # warm-up: imports every module the run needs
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: become nobody, run the doctor, send its output back
+        code = 3
+        try:
+            os.setgroups([])
+            os.setgid(65534)
+            os.setuid(65534)
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                code = main(args)
+            os.write(write_end, out.getvalue().encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        output = pipe.read().decode()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), output
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_as_a_user_outside_dialout(receiver: PtyReceiver) -> None:
     """As `nobody`: a receiver in group dialout and a state directory it cannot write."""
     state = tempfile.mkdtemp(prefix="doctor-state-")
@@ -159,14 +190,12 @@ def test_as_a_user_outside_dialout(receiver: PtyReceiver) -> None:
     shutil.chown(receiver.path, group="dialout")
     os.chmod(receiver.path, 0o660)
     try:
-        result = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-m",
-                                 "tcu.tools.cli", "doctor", "--json", "--gps", receiver.path, "--state", state,
-                                 "--broker", "mqtt://127.0.0.1:%d" % closed_port()],
-                                capture_output=True, text=True, timeout=60)
+        code, output = _doctor_as_nobody(["doctor", "--json", "--gps", receiver.path, "--state", state,
+                                          "--broker", "mqtt://127.0.0.1:%d" % closed_port()])
     finally:
         shutil.rmtree(state)
-    found = {f["check"]: f for f in map(json.loads, result.stdout.splitlines())}
-    assert result.returncode == 1, result.stderr
+    found = {f["check"]: f for f in map(json.loads, output.splitlines())}
+    assert code == 1 and found, output
     assert found["gps"]["level"] == "FAIL" and "user nobody is not in group dialout" in found["gps"]["detail"]
     assert found["gps"]["remedy"].startswith("sudo usermod -aG dialout $USER")
     assert found["state"]["level"] == "FAIL" and "Permission denied" in found["state"]["detail"]
