@@ -5,7 +5,7 @@ head = version * 8 + type, one byte on the wire for types 0..7 of versions 1 and
 Fields are positional because a located report must fit in 24 bytes; optional extras
 travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
 
-  status         [head, time, state]                                     never a position
+  status         [head, time, state, ?radio]                             never a position
   session start  [head, seq, sid, purpose, time, trigger, ?case]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
@@ -44,6 +44,14 @@ TYPE_NAMES = {
 STATE_ONLINE = 1  # status bits
 STATE_INDICATOR = 2  # a location session is active
 STATE_GNSS_FIX = 4
+
+# status radio map (the cellular modem, when there is one): never a cell identity
+RADIO_REG = 1  # 27.007 registration <stat> of the data path (+CEREG): 1 home, 5 roaming, 2 searching...
+RADIO_OPERATOR = 2  # operator name, text
+RADIO_RAT = 3  # radio access technology, text ("LTE")
+RADIO_SIGNAL_DBM = 4  # signal strength, dBm (+CSQ)
+RADIO_KEYS = (RADIO_REG, RADIO_OPERATOR, RADIO_RAT, RADIO_SIGNAL_DBM)
+MAX_RADIO_TEXT = 32
 
 RESULT_ACCEPTED = 0
 RESULT_REJECTED = 1
@@ -109,8 +117,12 @@ def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger:
     return cbor.encode(fields)
 
 
-def encode_status(time_s: int, state: int) -> bytes:
-    return cbor.encode([_head(T_STATUS), time_s, state])
+def encode_status(time_s: int, state: int, radio: "dict[int, Any] | None" = None) -> bytes:
+    """radio: the RADIO_* map, left out when empty (a unit without a modem)."""
+    fields = [_head(T_STATUS), time_s, state]  # type: list[Any]
+    if radio:
+        fields.append(radio)
+    return cbor.encode(fields)
 
 
 def encode_command_response(seq: int, counter: int, result: int, detail: int) -> bytes:
@@ -175,10 +187,25 @@ def decode(data: bytes) -> Message:
 
 
 def _decode_status(items: list, version: int) -> Message:
-    _arity(items, 3, 3, "status")
+    _arity(items, 3, 4, "status")
     msg = Message(T_STATUS, 0, 0, version)
     msg.time = _uint(items, 1, "time")
     msg.state = _int(items, 2, "state", 0, 0xFF)
+    if len(items) == 4:  # the radio map, in ext
+        radio = items[3]
+        if not isinstance(radio, dict) or not radio:
+            raise cbor.DecodeError("status radio is not a non-empty map")
+        for key in radio:
+            if key == RADIO_REG:
+                _int(radio, key, "registration", 0, 10)
+            elif key == RADIO_SIGNAL_DBM:
+                _int(radio, key, "signal", -150, 0)
+            elif key in (RADIO_OPERATOR, RADIO_RAT):
+                if not isinstance(radio[key], str) or not 0 < len(radio[key].encode()) <= MAX_RADIO_TEXT:
+                    raise cbor.DecodeError("status radio text must be 1..%d bytes" % MAX_RADIO_TEXT)
+            else:
+                raise cbor.DecodeError("status has unknown radio key %r" % (key,))
+        msg.ext = radio
     return msg
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from tcu.protocol import commands as cmd
-from tcu.protocol import cose, messages
+from tcu.protocol import cose, messages, sms
 
 UNIT = "unit-0001"
 T = 1_778_745_600  # 2026-05-14T08:00:00Z
@@ -39,6 +39,13 @@ def build_vectors() -> dict[str, Vector]:
                            lambda iv, plain, aad: AESGCM(TEST_E2E_KEY).encrypt(iv, plain, aad))
     return {
         "status": ("uplink", messages.encode_status(T, messages.STATE_ONLINE), "online, dormant: no position"),
+        "status-radio": ("uplink", messages.encode_status(T, messages.STATE_ONLINE, {
+            messages.RADIO_REG: 1, messages.RADIO_OPERATOR: "TCU Test Net", messages.RADIO_RAT: "LTE",
+            messages.RADIO_SIGNAL_DBM: -75}), "online, with its modem's registration, operator, RAT and signal"),
+        "sms-envelope": ("sms-envelope", sms.encode_envelope(UNIT, 3, [messages.encode_session_start(1, 1, 1, T, 1),
+                                                                       messages.encode_report(2, 1, 1, 1, 481374300,
+                                                                                              115754900, 50, 22)]),
+                         "the SMS fallback of a crash: its session start and first report, boot 3"),
         "session-start-crash": ("uplink", messages.encode_session_start(1, 1, 1, T, 1), "crash session 1 starts"),
         "report-crash": ("uplink", messages.encode_report(2, 1, 1, 1, 481374300, 115754900, 50, 22,
                                                           {1: 519, 2: 11, 3: 9, 4: 3}), "crash report, all fields"),

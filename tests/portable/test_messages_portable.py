@@ -120,7 +120,8 @@ def test_refuses_non_arrays_and_short_arrays():
 def test_refuses_wrong_arity():
     refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0], "session start has 5 items")
     refused([HEAD + messages.T_SESSION_END, 1, 1, 0], "session end has 4 items")
-    refused([HEAD + messages.T_STATUS, 1, 1, 1], "status has 4 items")
+    refused([HEAD + messages.T_STATUS, 1, 1, {1: 1}, 0], "status has 5 items")
+    refused([HEAD + messages.T_STATUS, 1, 1, 1], "status radio is not a non-empty map")
     refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 0, 0, 0], "command response has 6 items")
     refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0], "located report has 6 items")
     refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, 5, 5, {1: 1}, 0], "located report has 11 items")
@@ -172,3 +173,17 @@ def test_refuses_oversized_deep_and_garbage_uplinks():
     raises(ProtocolError, messages.decode, b"")
     err = raises(ProtocolError, messages.decode, messages.encode_status(1, 1) + b"\x00")
     assert "trailing" in str(err)
+
+
+def test_status_radio_and_sms_envelope_round_trip():
+    from tcu.protocol import sms
+
+    radio = {messages.RADIO_REG: 5, messages.RADIO_OPERATOR: "Op", messages.RADIO_RAT: "LTE",
+             messages.RADIO_SIGNAL_DBM: -101}
+    msg = messages.decode(messages.encode_status(1700000200, 1, radio))
+    assert msg.ext == radio and msg.state == 1
+    raises(ProtocolError, messages.decode, messages.encode_status(1, 1, {9: 1}))
+    raises(ProtocolError, messages.decode, messages.encode_status(1, 1, {messages.RADIO_SIGNAL_DBM: 5}))
+    start = messages.encode_session_start(1, 1, 1, 1700000200, 1)
+    assert sms.decode_envelope(sms.encode_envelope("unit-1", 7, [start])) == ("unit-1", 7, [start])
+    raises(ProtocolError, sms.decode_envelope, sms.encode_envelope("unit-1", 7, [start])[:-1])
