@@ -41,6 +41,12 @@ class Config:
     backend_hmac_key: str | None = None
     e2e_key: str | None = None
     audit_retention_h: float = 13.0
+    modem: str | None = None  # the modem's AT port: a device or a pyserial URL
+    modem_profile: str = "auto"
+    apn: str | None = None
+    sms_number: str | None = None  # the SMS fallback's destination (crash, SOS)
+    sms_after_s: float = 20.0
+    modem_poll_s: float = 10.0
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides by service name
     path: str | None = None  # the file it was read from
 
@@ -116,6 +122,24 @@ def _file(value: Any, name: str) -> str:
     return path
 
 
+def _modem_profile(value: Any, name: str) -> str:
+    if value not in ("auto", "quectel-eg25", "simcom-sim7600"):
+        raise UsageError("%s %r: expected auto, quectel-eg25 or simcom-sim7600" % (name, value))
+    return str(value)
+
+
+def _sms_number(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.lstrip("+").isdigit() or not 3 <= len(value.lstrip("+")) <= 20:
+        raise UsageError("%s %r: expected a phone number, + and digits (e.g. +4915112345678)" % (name, value))
+    return value
+
+
+def _seconds(value: Any, name: str) -> float:
+    if type(value) not in (int, float) or not 0 < value <= 3600:
+        raise UsageError("%s %s: seconds from 0 to 3600" % (name, value))
+    return float(value)
+
+
 @dataclass(frozen=True)
 class Setting:
     attr: str  # the Config field
@@ -144,6 +168,12 @@ SETTINGS = (
     Setting("backend_hmac_key", "keys.backend_hmac", "--backend-hmac-key", _file),
     Setting("e2e_key", "keys.e2e", "--e2e-key", _file),
     Setting("audit_retention_h", "audit.retention_hours", "--audit-retention", _hours),
+    Setting("modem", "modem.port", "--modem", _text),
+    Setting("modem_profile", "modem.profile", "--modem-profile", _modem_profile),
+    Setting("apn", "modem.apn", "--apn", _text),
+    Setting("sms_number", "modem.sms_number", "--sms-number", _sms_number),
+    Setting("sms_after_s", "modem.sms_after_s", "--sms-after", _seconds),
+    Setting("modem_poll_s", "modem.poll_s", "--modem-poll", _seconds),
 )
 SECTIONS: dict[str, list[str]] = {}
 for _setting in SETTINGS:
@@ -200,8 +230,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -
 
 # What a reload can change in a running unit; the rest needs a restart.
 LIVE = ("indicator", "inputs", "gps", "baud", "backend_key", "backend_hmac_key", "e2e_key",
-        "audit_retention_h")
-RESTART = ("unit", "state", "control", "broker", "tls_ca", "tls_cert", "tls_key")
+        "audit_retention_h", "sms_number", "sms_after_s", "modem_poll_s")
+RESTART = ("unit", "state", "control", "broker", "tls_ca", "tls_cert", "tls_key", "modem", "modem_profile", "apn")
 KEY_OF = {setting.attr: setting.key for setting in SETTINGS}
 
 

@@ -78,7 +78,8 @@ class UnitDaemon:
                  control: str | None = None, indicator: str = "none", tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
                  audit_retention_s: int = 13 * 3600, services: dict[int, Service] | None = None,
-                 inputs: Sequence[str] = ()) -> None:
+                 inputs: Sequence[str] = (), modem: Config | None = None) -> None:
+        """modem: a config whose [modem] port is set: the link follows that modem."""
         self.config: Config | None = None  # set by from_config: what a reload compares with
         self.loader: Callable[[], Config] | None = None
         self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
@@ -86,15 +87,22 @@ class UnitDaemon:
         self.indicator = open_indicator(indicator)
         self.gps = GpsHealth(gps)
         self.inputs: Any = None
+        self.modem: Any = None
+        self.sms: Any = None
         self._stream = open_gps(gps, baudrate)
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
-                                 services=services)
+                                 services=services, offline_ok=modem is not None and bool(modem.modem))
         except BaseException:  # the GPS port and the indicator are released on every failure
             self._stream.close()
             self.indicator.close()
             raise
+        if modem is not None and modem.modem:
+            from tcu.emulator.modem_unit import ModemUnit
+
+            self.sms = ModemUnit(self.live, modem)
+            self.modem = self.sms.modem
         self.control_path = control or os.path.join(state_dir, "control.sock")
         try:
             self._server = _bind(self.control_path, self)
@@ -120,9 +128,14 @@ class UnitDaemon:
                      control=config.control, indicator=config.indicator, tls=tls,
                      e2e_key=load_e2e_key(config.e2e_key) if config.e2e_key else None,
                      verifier=verifier_of(config), audit_retention_s=int(config.audit_retention_h * 3600),
-                     services=config.service_table(), inputs=config.inputs)
+                     services=config.service_table(), inputs=config.inputs, modem=config)
         daemon.config, daemon.loader = config, loader
         return daemon
+
+    def apply_modem_settings(self, config: Config) -> None:
+        """What a reload can change of the modem: SMS number and delay, poll period."""
+        if self.sms is not None:
+            self.sms.apply(config)
 
     def open_inputs(self, specs: Sequence[str]) -> Any:
         """The trigger inputs (emulator/inputs.py, imported only when there are any)."""
@@ -197,7 +210,8 @@ class UnitDaemon:
                 "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(),
                 "link": {"broker": uplink.broker.url, "connected": uplink.connected, "acked": uplink.stats.acked,
                          "outbox": len(uplink.outbox)},
-                "config": None if self.config is None else self.config.path, "services": services}
+                "config": None if self.config is None else self.config.path, "services": services,
+                **({"modem": self.sms.as_dict()} if self.sms is not None else {})}
 
     def close(self) -> None:
         """Shut down cleanly: control socket, GPS port released, sessions ended, outbox flushed."""
@@ -216,6 +230,8 @@ class UnitDaemon:
         except FileNotFoundError:
             pass
         self._stream.close()
+        if self.sms is not None:
+            self.sms.close()
         self.live.close()
         self.indicator.close()
 

@@ -101,6 +101,9 @@ class DurableUplink:
         self._sent_before: set[Key] = {r.key for r in self.outbox.pending()}
         self._first = threading.Event()
         self._first_error: LinkError | None = None
+        self._path_up = True  # the modem's data path (set_data_path): no connect while it is down
+        self._redial = False
+        self.radio: dict[int, object] | None = None  # the modem's state, in the status message
         self._thread = threading.Thread(target=self._run, name="tcu-link", daemon=True)
         self._thread.start()
         self._first.wait()
@@ -118,6 +121,16 @@ class DurableUplink:
     def connected(self) -> bool:
         """The link is up (CONNACK received, not yet lost)."""
         return self._connected
+
+    def set_data_path(self, up: bool, radio: dict[int, object] | None = None) -> None:
+        """The modem says whether there is a data path: while there is none the link makes no
+        connect attempt (and drops a connection the tunnel swallowed); when it comes back the
+        link connects at once, with no backoff left, and the backlog starts draining."""
+        with self._lock:
+            self.radio = radio if radio is not None else self.radio
+            if up != self._path_up:
+                self._path_up, self._redial = up, True
+                self._wake()
 
     # -- the producer's side -----------------------------------------------------------
     def send(self, action: Any) -> None:
@@ -190,6 +203,12 @@ class DurableUplink:
     def _connect_and_serve(self) -> None:
         attempt = 0
         while not self._closing:
+            if not self._path_up:
+                self._first.set()  # started out of coverage: the outbox holds everything
+                self._pause(IDLE_WAIT_S)
+                attempt = 0
+                continue
+            self._redial = False
             try:
                 client = self._handshake()
             except LinkError as err:
@@ -210,6 +229,8 @@ class DurableUplink:
             finally:
                 with self._cond:
                     self._cond.notify_all()
+            if self._redial:  # the data path went away (or came back): no backoff
+                continue
             # a link that keeps dropping right after connecting backs off like one that fails
             attempt = attempt + 1 if time.monotonic() - began < STABLE_S else 1
             self._backoff(attempt)
@@ -285,8 +306,8 @@ class DurableUplink:
         topics: dict[int, bytes] = {}
         inflight: dict[int, Key] = {}
         mids = _mids()
-        conn.send(wire.encode_publish(version, status_topic(self.unit_id).encode(), 65535, status_payload(True),
-                                       retain=True))
+        conn.send(wire.encode_publish(version, status_topic(self.unit_id).encode(), 65535,
+                                       status_payload(True, self.radio), retain=True))
         with self._lock:  # refused records are tried again once per connection
             self._connected = True
             queue = deque(r.key for r in self.outbox.pending() if r.durable)
@@ -332,6 +353,8 @@ class DurableUplink:
             try:
                 self._take(conn, version, self._read(conn, wait))
                 conn.tick(time.monotonic())
+                if self._redial:
+                    raise LinkError("the modem's data path changed: reconnecting")
             except LinkError:
                 with self._cond:
                     self._sleeping = self._connected = False

@@ -21,7 +21,7 @@ from tcu.emulator.audit import RETENTION_S, AuditLog
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
-from tcu.firmware.errors import SourceError, UsageError
+from tcu.firmware.errors import LinkError, SourceError, UsageError
 from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
 from tcu.firmware.services import PURPOSE_NAMES, Service
 from tcu.firmware.unit import Unit
@@ -74,7 +74,9 @@ class LiveUnit:
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
-                 services: dict[int, Service] | None = None) -> None:
+                 services: dict[int, Service] | None = None, offline_ok: bool = False) -> None:
+        """offline_ok (a unit on a modem): start without a data path; the downlink connects
+        when the modem first has one (set_data_path)."""
         state = Path(state_dir)
         try:
             state.mkdir(parents=True, exist_ok=True)
@@ -89,17 +91,23 @@ class LiveUnit:
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._timer_changed = threading.Event()
-        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls)
+        self.on_publish: Callable[[Publish], None] | None = None  # each uplink as it went to the outbox
+        self._url, self._tls = url, tls
+        self._downlink: mqtt.Client | None = None
+        self._path_up = not offline_ok
+        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls, connect_now=not offline_ok)
+        if offline_ok:
+            self.uplink.set_data_path(False)
         self.topic = uplink_topic(unit_id, self.uplink.boot)
         self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
         self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
-        try:
-            self._downlink = open_client(url, "tcu-%s-down" % unit_id, setup=self._setup_downlink, tls=tls,
-                                         persistent=True)
-        except BaseException:
-            self.uplink.close()
-            raise
+        if not offline_ok:
+            try:
+                self._open_downlink()
+            except BaseException:
+                self.uplink.close()
+                raise
         self._timer = threading.Thread(target=self._run_timer, name="tcu-timer", daemon=True)
         self._timer.start()
 
@@ -108,6 +116,31 @@ class LiveUnit:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def _open_downlink(self) -> None:
+        self._downlink = open_client(self._url, "tcu-%s-down" % self.unit_id, setup=self._setup_downlink,
+                                     tls=self._tls, persistent=True)
+
+    def set_data_path(self, up: bool, radio: dict[int, Any] | None = None) -> None:
+        """The modem's data path came or went (emulator/modem_link.py): the uplink follows at
+        once; the downlink is stopped while there is none (no futile reconnects) and resumed
+        (or first opened) when it returns. Called from the modem thread."""
+        self.uplink.set_data_path(up, radio)
+        changed, self._path_up = up != self._path_up, up
+        down = self._downlink
+        if not changed and not (up and down is None):
+            return
+        try:
+            if not up and down is not None:
+                down.disconnect()
+                down.loop_stop()
+            elif up and down is None:
+                self._open_downlink()
+            elif up and down is not None and not down.is_connected():
+                down.reconnect()
+                down.loop_start()
+        except (OSError, LinkError) as err:  # the next change of the path tries again
+            self.uplink.stats.last_error = "downlink: %s" % err
 
     def _setup_downlink(self, client: mqtt.Client) -> None:
         topic = downlink_topic(self.unit_id)
@@ -143,6 +176,8 @@ class LiveUnit:
                 sealed = seal_uplink(action.payload, self.e2e_key, self.topic)
                 action = Publish(sealed, action.priority, action.sid, action.seq, action.located)
             self.uplink.send(action)
+            if self.on_publish is not None:
+                self.on_publish(action)
             if action.located:  # a disclosure: on the record before anything else happens
                 purpose = PURPOSE_NAMES.get(self._purposes.get(action.sid, 0), "unknown")
                 self.audit.append(self.now_ms() // 1000, self.uplink.boot, action.seq, action.sid, purpose,
@@ -177,8 +212,9 @@ class LiveUnit:
         self._stop.set()
         self._timer_changed.set()
         self._timer.join(5)
-        self._downlink.disconnect()
-        self._downlink.loop_stop()
+        if self._downlink is not None:
+            self._downlink.disconnect()
+            self._downlink.loop_stop()
         try:
             self.uplink.drain(drain_s)
         finally:

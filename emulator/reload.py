@@ -93,6 +93,7 @@ def _apply(daemon: UnitDaemon, old: Config, new: Config, live: list[str]) -> Non
         unit.verifier = verifier
         daemon.live.e2e_key = e2e_key
         daemon.live.audit.retention_s = int(new.audit_retention_h * 3600)
+        daemon.apply_modem_settings(new)
     if indicator is not None:
         indicator.close()
 

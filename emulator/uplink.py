@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
@@ -31,10 +32,11 @@ PROBE_S = 2.0  # how long an MQTT 5 CONNECT that may fall back to 3.1.1 waits fo
 MAX_BOOT = (1 << 32) - 1  # boot numbers are u32 (the outbox journal's)
 
 
-def status_payload(online: bool) -> bytes:
+def status_payload(online: bool, radio: dict[int, Any] | None = None) -> bytes:
     """The unit's status message (protocol/tcu.cddl `status`): the time and state bits, never a
-    position. The offline one is the last will, so its time is when the unit connected."""
-    return messages.encode_status(int(time.time()), messages.STATE_ONLINE if online else 0)
+    position; radio, the modem's registration, operator, RAT and signal. The offline one is the
+    last will, so its time is when the unit connected."""
+    return messages.encode_status(int(time.time()), messages.STATE_ONLINE if online else 0, radio)
 
 
 def uplink_topic(unit_id: str, boot: int | None = None) -> str:

@@ -97,7 +97,7 @@ class SerialSource(Closing):
             if not first:
                 return b""
             return bytes(first) + bytes(self._port.read(min(self._port.in_waiting, CHUNK)))
-        except (serial.SerialException, OSError) as exc:
+        except (serial.SerialException, OSError, TypeError) as exc:  # TypeError: pyserial, closed under us
             raise SourceError("cannot read serial source %s: %s" % (self.url, exc)) from exc
 
     def close(self) -> None:

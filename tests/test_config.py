@@ -96,7 +96,7 @@ def test_the_config_file_can_come_from_tcu_config(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ('[unit]\nid = "a"\nstate = \n', "not valid TOML: Invalid value (at line 3, column 9)"),
-    ('[gsp]\nsource = "x"\n', "unknown section [gsp]: expected audit, broker, gps, keys, services, unit"),
+    ('[gsp]\nsource = "x"\n', "unknown section [gsp]: expected audit, broker, gps, keys, modem, services, unit"),
     ('[unit]\nidd = "x"\n', "unit.idd: unknown key: expected one of control, id, indicator, inputs, state"),
     ('unit = 5\n', "unit must be a table ([unit])"),
     ('[gps]\nbaud = "fast"\n', "gps.baud = 'fast': expected a baud rate (a positive whole number) or \"auto\""),

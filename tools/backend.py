@@ -38,7 +38,7 @@ class Backend:
     """Subscribes at QoS 1; keeps every new uplink in `records` and in the SQLite store
     (`store`: a file, or ':memory:'); counts `duplicates` it dropped."""
 
-    def __init__(self, url: str, on_record: Callable[[Record], None] | None = None,
+    def __init__(self, url: str | None, on_record: Callable[[Record], None] | None = None,
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None) -> None:
@@ -67,22 +67,48 @@ class Backend:
             # every connect: a broker that restarted without its sessions forgot the subscription
             client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1)
 
-        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
-        self._subscribed.wait(5)
+        self._client: mqtt.Client | None = None  # url None: no broker, SMS copies only
+        if url:
+            self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent,
+                                       protocol=protocol)
+            self._subscribed.wait(5)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        unit, boot = parse_uplink_topic(message.topic)
+        self.ingest(message.topic, bytes(message.payload))
+
+    def ingest_sms(self, pdu: str) -> int:
+        """An SMS copy (tools/backend_sms.py): its uplinks stored as if they came by MQTT,
+        deduplicated with the MQTT copies on (unit, boot, seq); how many were new."""
+        from tcu.emulator.uplink import uplink_topic
+        from tcu.hal.sms_pdu import decode_pdu
+        from tcu.protocol.sms import decode_envelope
+
+        try:
+            _, data = decode_pdu(pdu)
+            unit, boot, uplinks = decode_envelope(data)
+        except (UsageError, ProtocolError) as err:
+            with self._cond:
+                self.rejected.append("SMS %s...: %s" % (pdu[:24], err))
+            return 0
+        before = len(self.records)
+        for payload in uplinks:
+            self.ingest(uplink_topic(unit, boot), payload)
+        return len(self.records) - before
+
+    def ingest(self, topic: str, payload: bytes) -> None:
+        """One uplink copy from topic (tcu/v1/UNIT/up/BOOT): decoded, stored once."""
+        unit, boot = parse_uplink_topic(topic)
         boot = boot or 0
-        payload = bytes(message.payload)
+        message_topic = topic
         try:
             if is_sealed(payload):  # sealed end to end by the unit: only this backend can open it
                 if self.e2e_key is None:
                     raise ProtocolError("a sealed uplink, and no --e2e-key to open it")
-                payload = open_uplink(payload, self.e2e_key, message.topic)
+                payload = open_uplink(payload, self.e2e_key, message_topic)
             record = self._view.describe(payload, "%s/%d" % (unit, boot))
         except ProtocolError as err:
             with self._cond:
-                self.rejected.append("%s: %s" % (message.topic, err))
+                self.rejected.append("%s: %s" % (message_topic, err))
             return
         record["unit"], record["boot"] = unit, boot
         with self._cond:
@@ -121,8 +147,9 @@ class Backend:
         return True
 
     def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
         with self._cond:
             self.db.close()
 
@@ -156,6 +183,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a live table of units and sessions instead of a line per uplink "
                              "(plain lines per session change when stdout is not a terminal)")
     parser.add_argument("--e2e-key", metavar="FILE", help="open uplinks sealed end to end with this key (hex)")
+    parser.add_argument("--sms-log", metavar="FILE",
+                        help="also take the SMS copies in this JSONL file (tcu modem-sim --sms-log), followed")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
     from tcu.tools import export_cmd, live, plot_cmd
@@ -167,7 +196,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export_cmd.register_verbs(verbs)
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch]"
+    from tcu.tools import backend_sms
+
+    backend_sms.register_verb(verbs)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|sms]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,6 +220,10 @@ def run(args: argparse.Namespace) -> int:
                           store=args.store, tls=tls_options(args), e2e_key=e2e_key,
                           on_uplink=table.add if table else None)
         print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+        if args.sms_log:
+            from tcu.tools.backend_sms import follow
+
+            follow(backend, args.sms_log)
         receive(backend, args.count)
     return 0
 

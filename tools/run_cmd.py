@@ -51,6 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="a per-unit HMAC key (hex): accept commands MACed with it (key id 'backend-mac')")
     parser.add_argument("--audit-retention", type=float, metavar="HOURS",
                         help="keep audit records this long after their session ended (default: 13, as eCall)")
+    modem = parser.add_argument_group("cellular modem ([modem] in the config)")
+    modem.add_argument("--modem", metavar="PORT", help="the modem's AT port (a device or pyserial URL): the link "
+                       "follows its registration, crash and SOS fall back to SMS")
+    modem.add_argument("--modem-profile", choices=("auto", "quectel-eg25", "simcom-sim7600"),
+                       help="default: detected from ATI/AT+CGMM")
+    modem.add_argument("--apn", help="the data APN (AT+CGDCONT)")
+    modem.add_argument("--sms-number", metavar="NUMBER", help="the SMS fallback's destination, e.g. +4915112345678")
+    modem.add_argument("--sms-after", type=float, metavar="S",
+                       help="SMS when crash/SOS is unacknowledged this long (default: %g)" % D.sms_after_s)
+    modem.add_argument("--modem-poll", type=float, metavar="S",
+                       help="seconds between modem polls (default: %g; URCs count at once)" % D.modem_poll_s)
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -66,8 +77,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     daemon = UnitDaemon.from_config(config, loader=lambda: resolve(args))
-    print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s%s" % (
-        config.unit, daemon.live.uplink.boot, config.broker, config.gps, daemon.control_path,
+    print("tcu run: unit %s (boot %d) on %s, GPS %s%s; control socket %s%s" % (
+        config.unit, daemon.live.uplink.boot, config.broker, config.gps,
+        ", modem %s" % config.modem if config.modem else "", daemon.control_path,
         "; config %s" % config.path if config.path else ""), file=sys.stderr, flush=True)
     try:
         while not stop.is_set():
