@@ -126,3 +126,21 @@ def test_a_stuck_modem_times_out_and_a_reset_is_survived(sim: ModemSim) -> None:
                 raise
             time.sleep(0.1)
     port.close()
+
+
+def test_scenario_timeline(tmp_path: Path) -> None:
+    from tcu.emulator.modem_sim_io import run_scenario
+    from tcu.tools.modem_sim_cmd import load_scenario
+
+    path = tmp_path / "s.toml"
+    path.write_text('[[step]]\nt = 0\ncoverage = "off"\nsignal = -110\n[[step]]\nt = 10\nflood = 50\n'
+                    '[[step]]\nt = 20\nerrors = 2\n')
+    steps, repeat = load_scenario(str(path))
+    sim = ModemSim(new_model("quectel-eg25"), link=str(tmp_path / "modem"))
+    try:
+        run_scenario(sim, steps, speed=100.0, stop=threading.Event(), repeat=repeat)  # 20 s in 0.2 s
+        state = sim.model.state
+        assert not state.coverage and state.signal_dbm == -110 and state.errors == 2
+        assert sim.model.output().count(b"+QIND") == 25
+    finally:
+        sim.close()
