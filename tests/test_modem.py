@@ -144,3 +144,15 @@ def test_scenario_timeline(tmp_path: Path) -> None:
         assert sim.model.output().count(b"+QIND") == 25
     finally:
         sim.close()
+
+
+def test_doctor_finds_the_modem(sim: ModemSim) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "doctor", sim.at_path, "--window", "0.2"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    line = [x for x in result.stdout.splitlines() if x.startswith(sim.at_path)][0]
+    assert "modem AT port: %s" % sim.model.state.profile in line and "SIM READY, home on TCU Test Net" in line
+    assert "-75 dBm" in line and IMEI not in result.stdout and "…9990" in line

@@ -104,6 +104,13 @@ def probe_port(path: str, window_s: float) -> dict[str, Any]:
         baud, data = detect_baud(path, BAUD_RATES, window_s, enough=None)
     except SourceError as exc:
         report["error"] = str(exc)
+        from tcu.hal.at import ModemError
+        from tcu.tools.doctor_modem import probe_at
+
+        try:  # not NMEA: perhaps a modem's AT port
+            report["modem"] = probe_at(path)
+        except ModemError:
+            pass
         return report
     talkers, fix = describe_nmea(data)
     report.update(nmea=True, baud=baud, talkers=talkers, fix=fix)
@@ -119,6 +126,10 @@ def describe_nmea(data: bytes) -> tuple[list[str], bool | None]:
 
 
 def _text(report: dict[str, Any]) -> str:
+    if report.get("modem"):
+        from tcu.tools.doctor_modem import describe
+
+        return "%s: modem AT port: %s" % (report["port"], describe(report["modem"]))
     if not report["nmea"]:
         return "%s: no NMEA (%s)" % (report["port"], report.get("error", "nothing valid"))
     fix = {True: "fix", False: "no fix", None: "fix unknown (no RMC/GGA/GNS)"}[report["fix"]]
@@ -248,8 +259,13 @@ def run(args: argparse.Namespace) -> int:
         print("tcu doctor: no serial ports found (%s)" % ", ".join(PATTERNS), file=sys.stderr)
         return 1
     found = 0
+    from tcu.tools.doctor_modem import check_modem_manager
+
+    manager = check_modem_manager()
+    if manager is not None:
+        print(manager.text(), file=sys.stderr)
     for path in ports:
         report = probe_port(path, args.window)
-        found += report["nmea"]
+        found += report["nmea"] or bool(report.get("modem"))
         print(json.dumps(report) if args.json else _text(report), flush=True)
     return 0 if found else 1
