@@ -126,11 +126,15 @@ class DurableUplink:
         """The modem says whether there is a data path: while there is none the link makes no
         connect attempt (and drops a connection the tunnel swallowed); when it comes back the
         link connects at once, with no backoff left, and the backlog starts draining."""
-        with self._lock:
-            self.radio = radio if radio is not None else self.radio
-            if up != self._path_up:
-                self._path_up, self._redial = up, True
-                self._wake()
+        # No lock: the link thread holds it across an fdatasync, and the modem thread must
+        # not wait on a disk (the order of the writes here and of the reads in
+        # _connect_and_serve makes a change always seen)
+        if radio is not None:
+            self.radio = radio
+        if up != self._path_up:
+            self._path_up = up
+            self._redial = True
+            self._wake()
 
     # -- the producer's side -----------------------------------------------------------
     def send(self, action: Any) -> None:
@@ -203,12 +207,12 @@ class DurableUplink:
     def _connect_and_serve(self) -> None:
         attempt = 0
         while not self._closing:
+            self._redial = False  # first: a change after this is seen by the handshake through _redial
             if not self._path_up:
                 self._first.set()  # started out of coverage: the outbox holds everything
                 self._pause(IDLE_WAIT_S)
                 attempt = 0
                 continue
-            self._redial = False
             try:
                 client = self._handshake()
             except LinkError as err:
@@ -261,6 +265,8 @@ class DurableUplink:
                 conn.send(wire.encode_connect(version, "tcu-%s" % self.unit_id, self.keepalive_s, False,
                                               SESSION_EXPIRY_S, status_topic(self.unit_id), status_payload(False)))
                 reason = self._await_connack(conn, version, wait_s)
+                if self._redial:  # the data path changed meanwhile: no CONNACK is not a broker's answer
+                    raise LinkError("the modem's data path changed during the handshake")
             except LinkError as err:
                 conn.close()
                 raise LinkError("broker %s refused the connection: %s" % (self.broker.url, err)) from None
@@ -278,7 +284,7 @@ class DurableUplink:
     def _await_connack(self, conn: wire.Connection, version: int, wait_s: float) -> int | None:
         """The CONNACK's reason code, or None when none came within wait_s."""
         deadline = time.monotonic() + wait_s
-        while not self._closing:
+        while not self._closing and not self._redial:
             left = deadline - time.monotonic()
             if left <= 0:
                 return None

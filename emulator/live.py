@@ -95,6 +95,8 @@ class LiveUnit:
         self._url, self._tls = url, tls
         self._downlink: mqtt.Client | None = None
         self._path_up = not offline_ok
+        self._path_lock = threading.Lock()
+        self._downlink_path = not offline_ok  # the data path state the downlink last followed
         self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls, connect_now=not offline_ok)
         if offline_ok:
             self.uplink.set_data_path(False)
@@ -126,10 +128,25 @@ class LiveUnit:
         once; the downlink is stopped while there is none (no futile reconnects) and resumed
         (or first opened) when it returns. Called from the modem thread."""
         self.uplink.set_data_path(up, radio)
-        changed, self._path_up = up != self._path_up, up
-        down = self._downlink
-        if not changed and not (up and down is None):
+        self._path_up = up
+        if (up != self._downlink_path or (up and self._downlink is None)) and not self._path_lock.locked():
+            # paho may block for seconds: never on the modem thread (a later call catches up)
+            threading.Thread(target=self._follow_path, name="tcu-downlink-path", daemon=True).start()
+
+    def _follow_path(self) -> None:
+        if not self._path_lock.acquire(blocking=False):
             return
+        try:
+            while True:  # until the downlink matches the latest state
+                up = self._path_up
+                self._apply_path(up, self._downlink)
+                self._downlink_path = up
+                if self._path_up == up:
+                    return
+        finally:
+            self._path_lock.release()
+
+    def _apply_path(self, up: bool, down: mqtt.Client | None) -> None:
         try:
             if not up and down is not None:
                 down.disconnect()

@@ -11,6 +11,8 @@ the unit keeps running on what it last knew.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import queue
 import threading
 import time
@@ -26,6 +28,7 @@ from tcu.protocol import messages
 
 log = logging.getLogger("tcu.modem")
 RETRY_S = 0.5
+DEBUG = bool(os.environ.get("TCU_SIM_DEBUG"))
 URC_WAIT_S = 0.1
 
 
@@ -161,6 +164,7 @@ class ModemLink:
     def _path(self, up: bool) -> None:
         if up != self._up:
             self._up = up
-            log.info("modem: data path %s (%s)", "up" if up else "down", self.status.reg.name)
+            print("tcu run: modem: data path %s (%s)%s" % ("up" if up else "down", self.status.reg.name,
+                  " %.3f" % time.time() if DEBUG else ""), file=sys.stderr, flush=True)
         if self.on_path is not None:  # every poll: the radio map in the status stays current
             self.on_path(up, radio_map(self.status))

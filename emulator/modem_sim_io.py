@@ -32,6 +32,11 @@ from tcu.emulator.modem_sim import ModemModel, SimState
 from tcu.firmware.errors import UsageError
 
 RESET_S = 1.0  # a modem reset: ports gone this long
+# A connect this soon after coverage went is a race the unit cannot win (its +CEREG URC is
+# on the way; on a loaded 2-core machine the unit's threads were seen to lag up to 1.4 s):
+# counted apart from connects_unregistered.
+RACE_S = 1.5
+DEBUG = bool(os.environ.get('TCU_SIM_DEBUG'))
 
 
 def _on_off(value: Any) -> bool:
@@ -77,9 +82,17 @@ def apply(sim: ModemSim, op: str, value: Any = None) -> dict[str, Any]:
                              "errors, flood, reset, status" % op)
         if op in ("coverage", "cs", "service", "roaming", "denied", "sim"):
             sim.model.registration_changed()
+            if DEBUG:
+                print("tcu modem-sim: %s %s %.3f" % (op, value, time.time()), file=sys.stderr, flush=True)
+        data_up = s.stat(True) in (1, 5)
+        if not data_up and sim.down_since is None:
+            sim.down_since = time.monotonic()
+        elif data_up:
+            sim.down_since = None
     sim.kick()
     state = asdict(s)
     state["connects_unregistered"] = sim.relay.connects_unregistered if sim.relay else 0
+    state["connects_racing"] = sim.relay.connects_racing if sim.relay else 0
     return state
 
 
@@ -87,11 +100,14 @@ class Relay:
     """The data path: LISTEN -> BROKER while the modem is registered for data, a black hole
     otherwise."""
 
-    def __init__(self, listen: tuple[str, int], broker: tuple[str, int], up: Callable[[], bool]) -> None:
+    def __init__(self, listen: tuple[str, int], broker: tuple[str, int], up: Callable[[], bool],
+                 down_since: Callable[[], float | None] = lambda: None) -> None:
         self.broker = broker
         self.up = up
+        self.down_since = down_since
         self.connects = 0
         self.connects_unregistered = 0
+        self.connects_racing = 0
         self._server = socket.create_server(listen, reuse_port=False)
         self.port = self._server.getsockname()[1]
         threading.Thread(target=self._accept, name="relay-accept", daemon=True).start()
@@ -104,7 +120,15 @@ class Relay:
                 return
             self.connects += 1
             if not self.up():
-                self.connects_unregistered += 1
+                since = self.down_since()
+                if since is not None and time.monotonic() - since < RACE_S:
+                    self.connects_racing += 1
+                else:
+                    self.connects_unregistered += 1
+                    print("tcu modem-sim: a connect to the data relay %s while unregistered (%.1f s after coverage "
+                          "went)%s" % (client.getpeername(), time.monotonic() - since if since else -1,
+                                       " %.3f" % time.time() if DEBUG else ""),
+                          file=sys.stderr, flush=True)
                 threading.Thread(target=self._black_hole, args=(client, None), daemon=True).start()
                 continue
             try:
@@ -141,8 +165,13 @@ class Relay:
             while True:
                 readable, _, _ = select.select(socks, [], [], 0.5)
                 for sock in readable:
-                    if not sock.recv(65536) and sock is client:
-                        return
+                    data = sock.recv(65536)
+                    if DEBUG and sock is client and data:
+                        print("black hole got %r" % data[:60], file=sys.stderr, flush=True)
+                    if not data:
+                        if sock is client:
+                            return
+                        socks.remove(sock)  # the broker gave up on it: nothing more from there
         except OSError:
             pass
         finally:
@@ -162,6 +191,7 @@ class ModemSim:
         self.lock = threading.RLock()
         self.relay: Relay | None = None
         self.resets = 0
+        self.down_since: float | None = None  # monotonic: when the data path went
         self._wake_r, self._wake_w = os.pipe()
         self._fd: int | None = None  # the pty master, or the accepted TCP connection's fd
         self._slave: int | None = None

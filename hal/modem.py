@@ -118,6 +118,7 @@ class ModemDriver:
         self.port = port
         self.profile = profile
         self.status = ModemStatus()
+        self._urcs = 0  # registration URCs applied: a poll they overtook keeps theirs
 
     def setup(self) -> ModemStatus:
         """Identify the modem, pick its profile, switch on what the unit relies on."""
@@ -145,7 +146,7 @@ class ModemDriver:
     def poll(self) -> ModemStatus:
         """SIM, functionality, registration, operator, signal, serving cell: one round."""
         assert self.profile is not None, "setup() first"
-        port, status = self.port, self.status
+        port, urcs = self.port, self._urcs
         try:
             sim = sim_state(_one(port.command("AT+CPIN?"), "+CPIN:", "AT+CPIN?"))
         except CommandError as err:  # +CME ERROR: 10 SIM not inserted, 13 SIM failure ...
@@ -159,8 +160,10 @@ class ModemDriver:
         if reg.registered:
             lines = port.command(self.profile.cell_command)
             cell = self.profile.cell_parser(_one(lines, self.profile.cell_prefix, self.profile.cell_command))
-        self.status = replace(status, sim=sim, cfun=fun, reg=reg, cs_reg=cs_reg, operator=oper, signal_dbm=dbm,
-                              cell=cell, error="")
+        if self._urcs != urcs:  # a URC came in during the poll: it is newer than what the poll read
+            reg, cs_reg = self.status.reg, self.status.cs_reg
+        self.status = replace(self.status, sim=sim, cfun=fun, reg=reg, cs_reg=cs_reg, operator=oper,
+                              signal_dbm=dbm, cell=cell, error="")
         return self.status
 
     def registration(self) -> tuple[Registration, Registration]:
@@ -179,6 +182,7 @@ class ModemDriver:
             self.status = replace(self.status, cs_reg=parse_registration(line, solicited=False))
         else:
             return False
+        self._urcs += 1
         return True
 
     def gnss(self, on: bool) -> None:

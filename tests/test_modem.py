@@ -54,7 +54,9 @@ def test_sms_pdu_round_trip() -> None:
     except ImportError:
         return
     decoded = decodeSmsPdu(pdu)
-    assert decoded["number"] == "+4915112345678"
+    assert decoded["type"] == "SMS-SUBMIT" and decoded["number"] == "+4915112345678"
+    assert decoded["tpdu_length"] == length and decoded["validity"].days == 1
+    assert decoded["text"].encode("latin-1") == b"\x82\x00\xff" * 10  # its 8-bit data, as code points
 
 
 @pytest.fixture(params=["quectel-eg25", "simcom-sim7600"])

@@ -109,7 +109,7 @@ def serve(args: argparse.Namespace) -> int:
         if args.data:
             listen, _, broker = args.data.partition("=")
             sim.relay = Relay(_hostport(listen, "--data"), _hostport(broker, "--data"),
-                              lambda: model.state.stat(True) in (1, 5))
+                              lambda: model.state.stat(True) in (1, 5), lambda: sim.down_since)
         server = serve_control(args.control, sim)
         if args.gnss:
             threading.Thread(target=_play_gnss, args=(args.gnss, sim), daemon=True).start()
