@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable
