@@ -28,7 +28,6 @@ import pwd
 import stat
 import sys
 from typing import Any
-
 from tcu.emulator.config import Config
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.hal.framer import NmeaFramer
@@ -80,7 +79,8 @@ def _hours(text: str) -> float:
 SETUP_OPTIONS = (("--gps", str, "SOURCE"), ("--baud", _auto_baud, "N"), ("--broker", str, "URL"),
                  ("--unit", str, "ID"), ("--state", str, "DIR"), ("--control", str, "PATH"),
                  ("--indicator", str, "SPEC"), ("--input", str, "SPEC"), ("--tls-ca", str, "FILE"),
-                 ("--tls-cert", str, "FILE"), ("--tls-key", str, "FILE"), ("--backend-key", str, "PEM"),
+                 ("--tls-cert", str, "FILE"), ("--tls-key", str, "FILE"), ("--username", str, "NAME"),
+                 ("--password-file", str, "FILE"), ("--backend-key", str, "PEM"),
                  ("--backend-hmac-key", str, "FILE"), ("--e2e-key", str, "FILE"),
                  ("--audit-retention", _hours, "HOURS"))
 

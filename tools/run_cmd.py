@@ -15,7 +15,6 @@ import signal
 import sys
 import threading
 from typing import Any
-
 from tcu.emulator.config import Config, resolve
 from tcu.emulator.daemon import UnitDaemon
 from tcu.tools.fixes_cmd import _baudrate
@@ -67,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
         signal.signal(sig, on_signal)
     daemon = UnitDaemon.from_config(config, loader=lambda: resolve(args))
     print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s%s" % (
-        config.unit, daemon.live.uplink.boot, config.broker, config.gps, daemon.control_path,
+        config.unit, daemon.live.uplink.boot, daemon.live.uplink.broker.url, config.gps, daemon.control_path,
         "; config %s" % config.path if config.path else ""), file=sys.stderr, flush=True)
     try:
         while not stop.is_set():
