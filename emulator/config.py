@@ -15,6 +15,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
 from tcu.emulator.credentials import Credentials, credentials
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import Service, default_services, narrow_services

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
+
 from tcu.firmware.errors import UsageError
 
 MAX_PASSWORD = 65535  # MQTT binary data: a 16-bit length

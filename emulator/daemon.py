@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
 from tcu.emulator.config import Config
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
@@ -196,7 +197,9 @@ class UnitDaemon:
         return {"unit": live.unit_id, "boot": uplink.boot, "state": "active" if sessions else "dormant",
                 "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(),
                 "link": {"broker": uplink.broker.url, "connected": uplink.connected, "acked": uplink.stats.acked,
-                         "outbox": len(uplink.outbox)},
+                         "outbox": len(uplink.outbox), "broker_limits": uplink.stats.limits,
+                         "too_large": uplink.stats.too_large, "refused": uplink.stats.refused,
+                         "problem": uplink.stats.last_error if uplink.fatal or uplink.stats.too_large else ""},
                 "config": None if self.config is None else self.config.path, "services": services}
 
     def close(self) -> None:

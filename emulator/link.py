@@ -27,8 +27,19 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
+
 from tcu.emulator.credentials import Credentials
-from tcu.emulator.mqtt_limits import MQTT5, MQTT311, RETAIN_NOT_SUPPORTED, Limits, publish_size, reason_text
+from tcu.emulator.mqtt_limits import (
+    MQTT5,
+    MQTT311,
+    PACKET_TOO_LARGE,
+    QOS_NOT_SUPPORTED,
+    RETAIN_NOT_SUPPORTED,
+    UNLIMITED_PACKET,
+    Limits,
+    publish_size,
+    reason_text,
+)
 from tcu.emulator.mqtt_session import Session
 from tcu.emulator.outbox import Key, Outbox, next_boot
 from tcu.emulator.uplink import (
@@ -103,6 +114,8 @@ class DurableUplink:
         self._retain = True  # the status message and will; off for a broker without retain
         self._too_large: dict[Key, int] = {}
         self._limit_problem = ""
+        self._learnt_max = UNLIMITED_PACKET  # from a PUBACK 0x95 of a broker that announced no limit
+        self._fresh_session = False
         self._fatal: LinkError | None = None
         self._path_up = True
         self._lock = threading.Lock()
@@ -232,6 +245,9 @@ class DurableUplink:
                 continue
             try:
                 session, limits = self._handshake()
+            except LinkFatal as err:
+                self._stop_for_good(err)
+                return
             except LinkError as err:
                 self.stats.failed_connects += 1
                 self.stats.last_error = str(err)
@@ -244,13 +260,8 @@ class DurableUplink:
             try:
                 self._check_limits(limits)
             except LinkFatal as err:
-                self.stats.last_error = str(err)
-                self._fatal = err
-                if not self._first.is_set():
-                    self._first_error = err
                 session.disconnect()
-                with self._cond:
-                    self._cond.notify_all()
+                self._stop_for_good(err)
                 return
             self._first.set()
             began = time.monotonic()
@@ -264,6 +275,14 @@ class DurableUplink:
             # a link that keeps dropping right after connecting backs off like one that fails
             attempt = attempt + 1 if time.monotonic() - began < STABLE_S else 1
             self._backoff(attempt)
+
+    def _stop_for_good(self, err: LinkFatal) -> None:
+        self.stats.last_error = str(err)
+        self._fatal = err
+        if not self._first.is_set():
+            self._first_error = err
+        with self._cond:
+            self._cond.notify_all()
 
     def _backoff(self, attempt: int) -> None:
         """Exponential, capped, with full jitter: a fleet does not reconnect in step."""
@@ -286,6 +305,10 @@ class DurableUplink:
         while True:
             version = self._versions[0]
             session = self._sessions.get(version)
+            if self._fresh_session:  # a clean start: what was in flight goes again as new messages
+                session, self._fresh_session = None, False
+                self._inflight.clear()
+                self._status_mids.clear()
             if session is None:
                 session = self._sessions[version] = Session(self.broker, self.client_id, version, self.tls,
                                                             self.keepalive_s, self.connect_timeout_s, self.auth)
@@ -297,6 +320,10 @@ class DurableUplink:
                 del self._versions[1:]
                 return session, answer[1]
             session.close()
+            if reason == QOS_NOT_SUPPORTED:  # the will's QoS 1: a broker with Maximum QoS 0
+                raise LinkFatal("broker %s accepts QoS 0 only (CONNACK %s): the unit's uplinks need QoS 1 "
+                                "(acknowledged delivery), so it sends nothing there" % (
+                                    self.broker.url, reason_text("CONNACK", reason, version)))
             if reason == RETAIN_NOT_SUPPORTED and self._retain:
                 self._retain = False  # the will and the status message go unretained
                 continue
@@ -324,10 +351,11 @@ class DurableUplink:
         window = max(1, min(self.window, limits.receive_max))
         if session.in_flight() < window:
             self._status_mids.add(session.publish(status_topic(self.unit_id), status_payload(True), self._retain))
-        with self._lock:  # refused records are tried again once per connection
+        with self._lock:  # a refused record is not sent again by this link (it stays for the next start)
             self._connected = True
             sent = set(self._inflight.values())
-            queue = deque(r.key for r in self.outbox.pending() if r.durable and r.key not in sent)
+            queue = deque(r.key for r in self.outbox.pending()
+                          if r.durable and r.key not in sent and r.key not in self._refused)
             backlog = {k for k in queue if k in self._sent_before} | sent
             self.stats.backlog += len(sent)  # paho resends these itself, DUP set
         tokens, last_refill = 1.0, time.monotonic()
@@ -350,8 +378,8 @@ class DurableUplink:
                         continue  # delivered meanwhile, or evicted
                     topic = topics.get(rec.boot) or topics.setdefault(rec.boot, uplink_topic(self.unit_id, rec.boot))
                     size = publish_size(session.version, topic.encode(), len(rec.payload))
-                    if size > limits.max_packet_size:
-                        self._too_large_for(key, size, limits.max_packet_size)
+                    if size > min(limits.max_packet_size, self._learnt_max):
+                        self._too_large_for(key, size, min(limits.max_packet_size, self._learnt_max))
                         continue
                     self._inflight[session.publish(topic, rec.payload)] = key
                     self._sent_before.add(key)
@@ -387,9 +415,22 @@ class DurableUplink:
         if key not in self._too_large:
             self.stats.too_large += 1
             self._too_large[key] = size
-            self.stats.last_error = ("broker %s announces Maximum Packet Size %d bytes: an uplink of %d bytes "
-                                     "can never be sent to it (kept in the outbox)" % (self.broker.url, limit, size))
+            how = ("announces Maximum Packet Size %d bytes" % limit if limit < self._learnt_max
+                   else "refused a PUBLISH of %d bytes as too large (PUBACK 0x95)" % (limit + 1))
+            self.stats.last_error = ("broker %s %s: an uplink of %d bytes can never be sent to it "
+                                     "(kept in the outbox)" % (self.broker.url, how, size))
             self._limit_problem = self.stats.last_error
+
+    def _learn_size_limit(self, key: Key) -> None:
+        """A PUBLISH refused as too large: no larger one is sent to this broker again, and the
+        session restarts clean (Mosquitto drops the connection after the refusal, and a kept
+        session would make paho resend every larger one still in flight, one connection each)."""
+        rec = self.outbox.get(key)
+        if rec is None:
+            return
+        size = publish_size(self._versions[0], uplink_topic(self.unit_id, rec.boot).encode(), len(rec.payload))
+        self._learnt_max = min(self._learnt_max, size - 1)
+        self._fresh_session = True
 
     def _account(self, acks: list[tuple[int, int]]) -> bool:
         """Apply the PUBACKs received: a success forgets the record, a refusal keeps it."""
@@ -406,6 +447,8 @@ class DurableUplink:
             if reason >= 0x80:
                 self.stats.refused += 1
                 self._refused[key] = "PUBACK %s" % reason_text("PUBACK", reason)
+                if reason == PACKET_TOO_LARGE:  # what Mosquitto 2.0 says for message_size_limit
+                    self._learn_size_limit(key)
             else:
                 done.append(key)
                 self._refused.pop(key, None)

@@ -20,7 +20,9 @@ UNLIMITED_PACKET = 268_435_460  # MQTT's own ceiling (a 4-byte remaining length,
 CONNACK_311 = {1: "unacceptable protocol version", 2: "identifier rejected", 3: "server unavailable",
                4: "bad user name or password", 5: "not authorized"}
 PACKETS = {"CONNACK": PacketTypes.CONNACK, "PUBACK": PacketTypes.PUBACK, "DISCONNECT": PacketTypes.DISCONNECT}
+PUBACK_CODES = frozenset((0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99))  # MQTT 5, 3.4.2.1
 RETAIN_NOT_SUPPORTED = 0x9A
+PACKET_TOO_LARGE = 0x95
 QOS_NOT_SUPPORTED = 0x9B
 # A PUBACK refusal that the same uplink will get again from this broker however often it is sent.
 PERMANENT_PUBACK = {0x87: "not authorized", 0x90: "topic name", 0x95: "packet size", 0x97: "quota", 0x99: "payload"}

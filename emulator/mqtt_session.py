@@ -19,7 +19,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from tcu.emulator.credentials import Credentials
-from tcu.emulator.mqtt_limits import MQTT5, Limits, reason_of, reason_text
+from tcu.emulator.mqtt_limits import MQTT5, PUBACK_CODES, Limits, reason_of, reason_text
 from tcu.emulator.uplink import SESSION_EXPIRY_S, Broker, TlsOptions, new_client
 from tcu.firmware.errors import LinkError
 
@@ -40,6 +40,8 @@ class Session:
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
         self.client.on_disconnect = self._on_disconnect
+        self._paho_puback = self.client._handle_pubackcomp
+        self.client._handle_pubackcomp = self._handle_puback  # type: ignore[method-assign]
         self.keepalive_s = keepalive_s
         self._started = False
         self.answer: tuple[int, Limits, bool] | None = None  # (reason, limits, session present)
@@ -67,6 +69,21 @@ class Session:
                 self.broker.url, self.client.keepalive)
         else:
             self.lost = "link to %s lost (%s)" % (self.broker.url, getattr(reason, "getName", lambda: code)())
+
+    def _handle_puback(self, cmd: Any) -> Any:
+        """paho's PUBACK handling, except that a reason code MQTT 5 does not define for PUBACK
+        is a refusal with that code, not a protocol error: Mosquitto 2.0.11 refuses a message
+        over its message_size_limit with PUBACK 0x95, which paho 2.2 takes for a malformed
+        packet and drops the connection for, and the unit then sent the same message again on
+        every reconnect."""
+        body = self.client._in_packet["packet"]
+        if cmd == "PUBACK" and self.version == MQTT5 and len(body) >= 3 and body[2] not in PUBACK_CODES:
+            mid = int.from_bytes(body[:2], "big")
+            with self.client._out_message_mutex:
+                if mid in self.client._out_messages:
+                    return self.client._do_on_publish(mid, body[2], None)  # type: ignore[arg-type]
+            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        return self._paho_puback(cmd)
 
     # -- connecting ---------------------------------------------------------------------------
     def will(self, topic: str, payload: bytes, retain: bool) -> None:
@@ -108,7 +125,8 @@ class Session:
             self.client._clean_session = False  # a reconnect keeps the session
         if self.answer is None and self.lost is not None:
             self.close()
-            raise LinkError("broker %s refused the connection: it closed the connection before CONNACK"
+            raise LinkError("broker %s refused the connection: it closed the connection before CONNACK (a TLS "
+                            "listener, or a maximum packet size below the CONNECT's, does that: see its log)"
                             % self.broker.url)
         return self.answer
 

@@ -215,8 +215,8 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
             return client
         client.disconnect()
         client.loop_stop()
-        if version != candidates[-1] and (not answered.is_set() or (
-                answer and reason_value(answer[0]) in UNSUPPORTED_PROTOCOL)):
+        if version != candidates[-1] and (not answer or reason_value(answer[0]) in UNSUPPORTED_PROTOCOL):
+            # no answer, closed before CONNACK (amqtt closes on MQTT 5), or "speak another version"
             continue
         why = ("CONNACK %s" % connack_text(answer[0], version) if answer
                else "the connection was closed before CONNACK" if answered.is_set()

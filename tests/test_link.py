@@ -9,14 +9,12 @@ import socket
 import time
 from pathlib import Path
 
-import pytest
 from tcu.emulator import mqtt_limits as limits
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.outbox import Outbox
 from tcu.emulator.outbox_runner import crash_and_sos_uplinks
 from tcu.emulator.uplink import parse_uplink_topic
-from tcu.firmware.errors import LinkError
 
 
 def test_publish_size_is_what_paho_puts_on_the_wire() -> None:
@@ -28,7 +26,12 @@ def test_publish_size_is_what_paho_puts_on_the_wire() -> None:
         for size in (0, 24, 100, 200, 20000):
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=protocol)
             packets: list[bytes] = []
-            client._packet_queue = lambda command, packet, mid, qos, info=None: packets.append(bytes(packet))
+
+            def queue(command: int, packet: bytes, mid: int, qos: int, info: object = None,
+                      packets: list[bytes] = packets) -> None:
+                packets.append(bytes(packet))
+
+            client._packet_queue = queue
             client._sock = socket.socket()  # "connected": paho encodes instead of refusing
             client._send_publish(1, b"tcu/v1/unit-0001/up/1778745600", b"x" * size, 1, False, False)
             assert len(packets[0]) == limits.publish_size(version, b"tcu/v1/unit-0001/up/1778745600", size)

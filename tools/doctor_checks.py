@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
 from tcu.emulator.config import Config
 from tcu.firmware.errors import TcuError
 

@@ -28,6 +28,7 @@ import pwd
 import stat
 import sys
 from typing import Any
+
 from tcu.emulator.config import Config
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.hal.framer import NmeaFramer

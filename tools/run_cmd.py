@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 from typing import Any
+
 from tcu.emulator.config import Config, resolve
 from tcu.emulator.daemon import UnitDaemon
 from tcu.tools.fixes_cmd import _baudrate

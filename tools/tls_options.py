@@ -5,6 +5,7 @@ the embedded broker (amqtt, asyncio) it never uses: its resident size is a targe
 from __future__ import annotations
 
 import argparse
+
 from tcu.emulator.credentials import Credentials, credentials
 from tcu.emulator.uplink import TlsOptions
 
