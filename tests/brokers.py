@@ -81,7 +81,8 @@ def aedes() -> Iterator[str]:
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("aedes did not start: %s" % (proc.stderr.read() if proc.stderr else "")) from None
+                    why = proc.stderr.read() if proc.stderr else ""
+                    raise RuntimeError("aedes did not start: %s" % why) from None
                 time.sleep(0.05)
         yield "mqtt://127.0.0.1:%d" % port
     finally:

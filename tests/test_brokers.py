@@ -57,7 +57,8 @@ def test_replay_delivers_everything_once_or_names_the_brokers_limit(name, traces
     unit = USER if name == "password_acl" else "unit-%04d" % (list(MOSQUITTO).index(name) if name in MOSQUITTO else 99)
     with ExitStack() as stack:
         url, outcome, backend_auth = stack.enter_context(broker_for(name, tmp_path))
-        backend = Backend(redact_url(url), client_id="backend-%d" % time.monotonic_ns(), e2e_key=bytes(range(32)), auth=backend_auth)
+        backend = Backend(redact_url(url), client_id="backend-%d" % time.monotonic_ns(), e2e_key=bytes(range(32)),
+                          auth=backend_auth)
         stack.callback(backend.close)
         began = time.monotonic()
         result = tcu("replay", str(traces / TRACE), "--trigger", "crash@5", "--trigger", "theft@20+60",

@@ -63,8 +63,8 @@ def build_vectors() -> dict[str, Vector]:
                            "track-stolen, COSE_Sign1 EdDSA, AAD = tcu/v1/unit-0001/down"),
         "downlink-mac0": ("downlink", cmd.seal_command(cancel, b"backend-mac", cose.ALG_HMAC_256_256, TEST_HMAC_KEY),
                           "cancel session 3, COSE_Mac0 HMAC 256/256, AAD = tcu/v1/unit-0001/down"),
-        "sealed-report": ("sealed-uplink", sealed, "the report, COSE_Encrypt0 A256GCM, published on %s; "
-                          "external AAD = that topic, in full (open a received one with the topic it arrived on)" % SEALED_TOPIC),
+        "sealed-report": ("sealed-uplink", sealed, "the report, COSE_Encrypt0 A256GCM, published on %s; external "
+                          "AAD = that topic in full (open a received one with the topic it came on)" % SEALED_TOPIC),
     }
 
 
