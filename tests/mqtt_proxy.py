@@ -118,8 +118,11 @@ class MqttProxy:
                 buf += data
                 for first, size, body in split(buf):
                     packet = self._note(conn, upstream, first, size, body)
-                    if not upstream and self._held.is_set() and packet.kind == PUBACK:
-                        continue  # dropped: the client never learns of it
+                    if not upstream and packet.kind == PUBACK:
+                        if self._held.is_set():
+                            continue  # dropped: the client never learns of it, it stays in flight
+                        with self._lock:
+                            self._inflight[conn].discard(packet.mid or 0)
                     dst.sendall(_frame(first, body))
         except OSError:
             pass
@@ -154,8 +157,6 @@ class MqttProxy:
             if upstream and kind == PUBLISH and packet.qos:
                 flight.add(packet.mid or 0)
                 self.max_inflight = max(self.max_inflight, len(flight))
-            elif not upstream and kind == PUBACK:
-                flight.discard(packet.mid or 0)
         return packet
 
 
