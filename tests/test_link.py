@@ -92,3 +92,22 @@ def test_offline_every_uplink_is_on_disk_when_send_returns(tmp_path: Path) -> No
             uplink.send(action)
         assert [r.seq for r in Outbox(path).pending()] == [1, 2, 3]  # what a SIGKILL now would leave
         assert uplink.stats.connects == 0 and "did not answer" in uplink.stats.last_error
+
+
+def test_no_connection_while_the_data_path_is_down(mosquitto, tmp_path: Path) -> None:
+    """The seam for a modem (issue 14): set_data_path(False) drops the link and holds it down;
+    uplinks queue durably; set_data_path(True) connects and delivers them."""
+    with DurableUplink(mosquitto.url, "unit-radio", str(tmp_path / "outbox")) as uplink:
+        uplink.set_data_path(False)
+        deadline = time.monotonic() + 5
+        while uplink.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not uplink.connected
+        connects = uplink.stats.connects
+        for action in crash_and_sos_uplinks(3):
+            uplink.send(action)
+        time.sleep(0.6)
+        assert uplink.stats.connects == connects and len(uplink.outbox) == 3 and uplink.stats.acked == 0
+        uplink.set_data_path(True)
+        uplink.drain(10)
+        assert uplink.stats.connects == connects + 1 and uplink.stats.acked == 3
