@@ -71,18 +71,22 @@ class Session:
             self.lost = "link to %s lost (%s)" % (self.broker.url, getattr(reason, "getName", lambda: code)())
 
     def _handle_puback(self, cmd: Any) -> Any:
-        """paho's PUBACK handling, except that a reason code MQTT 5 does not define for PUBACK
-        is a refusal with that code, not a protocol error: Mosquitto 2.0.11 refuses a message
+        """paho's PUBACK handling, except that a reason code >= 0x80 MQTT 5 does not define for
+        PUBACK is a refusal with that code, not a protocol error: Mosquitto 2.0.11 refuses a message
         over its message_size_limit with PUBACK 0x95, which paho 2.2 takes for a malformed
         packet and drops the connection for, and the unit then sent the same message again on
         every reconnect."""
         body = self.client._in_packet["packet"]
-        if cmd == "PUBACK" and self.version == MQTT5 and len(body) >= 3 and body[2] not in PUBACK_CODES:
-            mid = int.from_bytes(body[:2], "big")
-            with self.client._out_message_mutex:
-                if mid in self.client._out_messages:
-                    return self.client._do_on_publish(mid, body[2], None)  # type: ignore[arg-type]
-            return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+        # A PUBACK without properties (all but a refusal with a reason string) is read here too:
+        # paho builds a Properties and two ReasonCode objects per PUBACK, a third of its cost.
+        if cmd == "PUBACK" and 2 <= len(body) <= 4 and (len(body) < 4 or body[3] == 0):
+            reason = body[2] if self.version == MQTT5 and len(body) > 2 else 0
+            if reason in PUBACK_CODES or reason >= 0x80:
+                mid = int.from_bytes(body[:2], "big")
+                with self.client._out_message_mutex:
+                    if mid in self.client._out_messages:
+                        return self.client._do_on_publish(mid, reason, None)  # type: ignore[arg-type]
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         return self._paho_puback(cmd)
 
     # -- connecting ---------------------------------------------------------------------------
