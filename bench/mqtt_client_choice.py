@@ -98,7 +98,8 @@ def main() -> int:
     finally:
         broker.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-    print("best of %d runs; %d uplinks for the link, a %d s trace for the replay" % (args.runs, args.count, args.seconds))
+    print("best of %d runs; %d uplinks for the link, a %d s trace for the replay" % (
+        args.runs, args.count, args.seconds))
     print("%-32s %14s %16s" % ("client", "link uplinks/s", "replay located/s"))
     for name in clients:
         print("%-32s %14.0f %16.0f" % (name, best[(name, "link")], best[(name, "replay")]))
