@@ -13,6 +13,7 @@ session off after the first connect).
 from __future__ import annotations
 
 import select
+import socket
 import ssl
 import time
 from typing import Any
@@ -112,6 +113,9 @@ class Session:
                 self.client.connect_async(self.broker.host, self.broker.port, self.keepalive_s, **kwargs)
                 self._started = True
             self.client.reconnect()
+            sock = self.client.socket()
+            if isinstance(sock, socket.socket):  # paho leaves Nagle on: a lone crash report would wait
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except ssl.SSLError as err:
             self.client._sock_close()
             raise LinkError("broker %s refused TLS: %s" % (self.broker.url, err.reason or err)) from None
