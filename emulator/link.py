@@ -57,8 +57,13 @@ from tcu.firmware.errors import LinkError
 class LinkFatal(LinkError):
     """The broker's limits rule this unit out (QoS 0 only): retrying cannot help."""
 
+
+class LinkRefused(LinkError):
+    """A CONNACK refusal (bad credentials, not authorized): retried, but slowly."""
+
 IDLE_WAIT_S = 0.25
 STABLE_S = 10.0  # a connection that lasted this long resets the backoff
+REFUSED_BACKOFF_S = 30.0  # the cap after a CONNACK refusal: a fleet with a wrong password stays quiet
 
 
 @dataclass
@@ -255,7 +260,8 @@ class DurableUplink:
                     self._first_error = err
                     self._first.set()
                 attempt += 1
-                self._backoff(attempt)
+                # refused by CONNACK (credentials, ACL): only the broker's operator can change that
+                self._backoff(attempt, REFUSED_BACKOFF_S if isinstance(err, LinkRefused) else self.max_backoff_s)
                 continue
             try:
                 self._check_limits(limits)
@@ -284,9 +290,9 @@ class DurableUplink:
         with self._cond:
             self._cond.notify_all()
 
-    def _backoff(self, attempt: int) -> None:
+    def _backoff(self, attempt: int, max_s: float | None = None) -> None:
         """Exponential, capped, with full jitter: a fleet does not reconnect in step."""
-        cap = min(self.max_backoff_s, self.base_backoff_s * 2 ** min(attempt - 1, 20))
+        cap = min(max_s or self.max_backoff_s, self.base_backoff_s * 2 ** min(attempt - 1, 20))
         self._pause(random.uniform(0, cap))
 
     def _pause(self, seconds: float) -> None:
@@ -332,7 +338,8 @@ class DurableUplink:
                 continue
             why = ("no answer to CONNECT within %.0f s" % self.connect_timeout_s if reason is None
                    else "CONNACK %s" % reason_text("CONNACK", reason, version))
-            raise LinkError("broker %s refused the connection: %s" % (self.broker.url, why))
+            raise (LinkError if reason is None else LinkRefused)(
+                "broker %s refused the connection: %s" % (self.broker.url, why))
 
     def _check_limits(self, limits: Limits) -> None:
         """What the unit cannot work with: a broker that takes only QoS 0 (no acknowledgement,
