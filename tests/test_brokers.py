@@ -107,3 +107,17 @@ def test_a_password_file_others_can_read_is_refused_and_no_password_is_ever_show
         doctor = tcu("doctor", "--broker", url, "--gps", args[1], "--state", str(tmp_path / "state"))
         assert "0x87" in doctor.stdout + doctor.stderr and "secret-in-url" not in doctor.stdout + doctor.stderr
     assert repr(Credentials(USER, PASSWORD.encode())).count(PASSWORD) == 0
+
+
+@pytest.mark.parametrize("extra, level, text", [
+    ("max_qos 0\n", "FAIL", "accepts QoS 0 only"),
+    ("max_packet_size 80\n", "warn", "Maximum Packet Size 80"),
+    ("max_inflight_messages 3\n", "ok", "Receive Maximum 3"),
+])
+def test_doctor_reports_what_the_broker_announces(extra, level, text, tmp_path: Path) -> None:
+    from tcu.emulator.config import Config
+    from tcu.tools.doctor_checks import check_broker
+
+    with mosquitto(tmp_path, extra) as broker:
+        findings = {f.check: f for f in check_broker(Config(broker=broker.url))}
+    assert findings["mqtt"].level == level and text in findings["mqtt"].detail, findings["mqtt"]

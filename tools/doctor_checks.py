@@ -77,20 +77,31 @@ def _connect_packet(version: int, client_id: str, auth: Any = None) -> bytes:
     return bytes([0x10]) + _varint(len(body)) + body
 
 
-def _connack(sock: socket.socket, version: int, auth: Any = None) -> int | None:
-    """Send CONNECT, return the CONNACK's reason code (None: closed first); DISCONNECT after."""
+def _connack(sock: socket.socket, version: int, auth: Any = None) -> tuple[int, Any] | None:
+    """Send CONNECT, return the CONNACK's reason code and (MQTT 5) the limits it announces
+    (None: closed first); DISCONNECT after."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from tcu.emulator.mqtt_limits import Limits
+
     sock.sendall(_connect_packet(version, "tcu-doctor-%d" % os.getpid(), auth))
     data = b""
-    while len(data) < 4:  # fixed header, remaining length (2 or more), flags, reason code
+    while len(data) < 4 or (len(data) < 2 + data[1] and data[1] < 128):  # a CONNACK under 128 bytes
         chunk = sock.recv(4096)
         if not chunk:
             return None
         data += chunk
     if data[0] >> 4 != 2:
         raise OSError("the first packet is not a CONNACK")
+    limits = None
     if data[3] == 0:
         sock.sendall(b"\xe0\x00")  # DISCONNECT
-    return data[3]
+        if version == 5 and data[1] > 2 and data[1] < 128:
+            props = Properties(PacketTypes.CONNACK)
+            props.unpack(data[4:2 + data[1]])
+            limits = Limits.from_connack(props)
+    return data[3], limits
 
 
 def _reason(version: int, code: int) -> str:
@@ -210,22 +221,30 @@ def _mqtt(sock: socket.socket, url: str, version: int, auth: Any = None) -> Find
     tls = isinstance(sock, ssl.SSLSocket)
     try:
         with sock:
-            code = _connack(sock, version, auth)
+            answer = _connack(sock, version, auth)
     except ssl.SSLError as err:  # TLS 1.3: the broker checks the client certificate after the handshake
         return Finding("tls", FAIL, "%s refused this client after the handshake: %s" % (url, err.reason or err),
                        CLIENT_CERT_REMEDY)
     except OSError as err:
         return Finding("mqtt", FAIL, "%s: no CONNACK: %s" % (url, err.strerror or err),
                        CLIENT_CERT_REMEDY if tls else "is this an MQTT broker's port?")
-    if code is None:
+    if answer is None:
         return Finding("mqtt", FAIL, "%s: closed the connection before CONNACK" % url,
                        CLIENT_CERT_REMEDY if tls else "is this an MQTT broker's port? Does it want TLS (mqtts://)?")
+    code, limits = answer
     if version == 5 and code in (1, 0x84):
         return None
     if code:
         return Finding("mqtt", FAIL, "%s refused the connection: CONNACK %s" % (url, _reason(version, code)),
                        REMEDIES.get(code, "see the broker's log"))
-    return Finding("mqtt", OK, "%s: CONNACK %s (%s)" % (url, _reason(version, code), name))
+    if limits is not None and limits.max_qos < 1:
+        return Finding("mqtt", FAIL, "%s accepts QoS 0 only (CONNACK Maximum QoS 0)" % url,
+                       "the unit needs QoS 1 (acknowledged delivery): allow it in the broker (max_qos)")
+    if limits is not None and limits.max_packet_size < 128:
+        return Finding("mqtt", WARN, "%s: CONNACK %s (%s); %s: uplinks sealed end to end are about 110 bytes" % (
+            url, _reason(version, code), name, limits.describe()), "raise the broker's max_packet_size")
+    shown = "; %s" % limits.describe() if limits is not None else ""
+    return Finding("mqtt", OK, "%s: CONNACK %s (%s)%s" % (url, _reason(version, code), name, shown))
 
 
 # ---- key files -------------------------------------------------------------------------------
