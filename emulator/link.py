@@ -348,8 +348,10 @@ class DurableUplink:
         if limits.max_qos < 1:
             raise LinkFatal("broker %s accepts QoS 0 only (CONNACK Maximum QoS 0): the unit's uplinks need "
                             "QoS 1 (acknowledged delivery), so it sends nothing there" % self.broker.url)
-        if limits.assigned_client_id:
-            self.client_id = limits.assigned_client_id  # MQTT 5: the broker named this session
+        if limits.assigned_client_id:  # MQTT 5: the broker named the session; reconnects resume it
+            self.client_id = limits.assigned_client_id
+            for session in self._sessions.values():
+                session.client._client_id = limits.assigned_client_id.encode()
 
     def _serve(self, session: Session, limits: Limits) -> None:
         """One connection: publish and account until it drops (LinkError) or the uplink closes."""
