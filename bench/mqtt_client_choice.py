@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from outbox_throughput import Mosquitto, raw_paho_rate, windows, write_trace
+
 from tcu.emulator import link as paho_link
 from tcu.firmware.events import Publish
 from tcu.tools import replay_cmd

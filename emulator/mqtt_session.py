@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.mqtt_limits import MQTT5, PUBACK_CODES, Limits, reason_of, reason_text
 from tcu.emulator.uplink import SESSION_EXPIRY_S, Broker, TlsOptions, new_client

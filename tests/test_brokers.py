@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 from brokers import MOSQUITTO, PASSWORD, USER, aedes, auth_files, mosquitto
+
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.uplink import redact_url

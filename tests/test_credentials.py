@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from tcu.emulator.config import read_file, resolve
 from tcu.emulator.credentials import Credentials, credentials, read_password_file
 from tcu.emulator.uplink import parse_broker_url, redact_url

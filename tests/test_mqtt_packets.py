@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from brokers import mosquitto
 from mqtt_proxy import CONNACK, MqttProxy
+
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.outbox_runner import crash_and_sos_uplinks

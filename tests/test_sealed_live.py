@@ -12,6 +12,7 @@ from pathlib import Path
 
 import cbor2
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.replay import parse_trigger
 from tcu.emulator.uplink import ALL_UPLINKS
 from tcu.protocol import messages
