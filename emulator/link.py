@@ -121,7 +121,11 @@ class DurableUplink:
         self._limit_problem = ""
         self._learnt_max = UNLIMITED_PACKET  # from a PUBACK 0x95 of a broker that announced no limit
         self._fresh_session = False
+        self._reported_limit = UNLIMITED_PACKET
         self._fatal: LinkError | None = None
+        self._problems: list[str] = []  # each broker limit the link hit, once
+        self._problem_sink: Any = None
+        self._problem_lock = threading.Lock()  # not _lock: problems are found while holding it
         self._path_up = True
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -224,6 +228,24 @@ class DurableUplink:
                 self._sleeping = False
                 self._wake()
 
+    def report_problems_to(self, sink: Any) -> None:
+        """sink(line) once per broker limit the link runs into (those already hit at once):
+        `tcu run` logs them (a replay raises them from drain()). sink must not call the uplink."""
+        with self._problem_lock:
+            self._problem_sink = sink
+            problems = list(self._problems)
+        for text in problems:
+            sink(text)
+
+    def _problem(self, text: str) -> None:
+        with self._problem_lock:
+            if text in self._problems:
+                return
+            self._problems.append(text)
+            sink = self._problem_sink
+        if sink is not None:
+            sink(text)
+
     @property
     def fatal(self) -> LinkError | None:
         """Why the link stopped for good (a broker limit the unit cannot work with), or None."""
@@ -285,6 +307,7 @@ class DurableUplink:
     def _stop_for_good(self, err: LinkFatal) -> None:
         self.stats.last_error = str(err)
         self._fatal = err
+        self._problem(str(err))
         if not self._first.is_set():
             self._first_error = err
         with self._cond:
@@ -429,6 +452,9 @@ class DurableUplink:
             self.stats.last_error = ("broker %s %s: an uplink of %d bytes can never be sent to it "
                                      "(kept in the outbox)" % (self.broker.url, how, size))
             self._limit_problem = self.stats.last_error
+            if len(self._too_large) == 1 or limit < self._reported_limit:
+                self._reported_limit = limit
+                self._problem(self.stats.last_error + "; more are counted (tcu status), not logged")
 
     def _learn_size_limit(self, key: Key) -> None:
         """A PUBLISH refused as too large: no larger one is sent to this broker again, and the

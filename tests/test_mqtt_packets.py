@@ -98,6 +98,8 @@ def test_no_publish_over_maximum_packet_size_and_none_retried(tmp_path: Path) ->
         actions = crash_and_sos_uplinks(30)
         try:
             with DurableUplink(proxy.url, "u-80", str(tmp_path / "outbox")) as uplink:
+                logged: list[str] = []
+                uplink.report_problems_to(logged.append)  # what `tcu run` logs
                 topic = uplink_topic("u-80", uplink.boot)
                 for i, action in enumerate(actions):
                     if i % 3 == 1:  # every third sealed: 100 bytes and more on the wire
@@ -109,6 +111,7 @@ def test_no_publish_over_maximum_packet_size_and_none_retried(tmp_path: Path) ->
                 time.sleep(1.0)  # nothing more happens: no reconnect, no retry
                 stats = uplink.stats
                 assert len(uplink.outbox) == 10  # kept for a broker that takes them
+                assert len(logged) == 1 and "Maximum Packet Size 80 bytes" in logged[0]  # reported once
         finally:
             proxy.close()
     publishes = proxy.publishes()
