@@ -18,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from tcu.emulator.audit import RETENTION_S, AuditLog
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
@@ -74,7 +75,8 @@ class LiveUnit:
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
-                 services: dict[int, Service] | None = None, offline_ok: bool = False) -> None:
+                 services: dict[int, Service] | None = None, auth: Credentials | None = None,
+                 offline_ok: bool = False) -> None:
         """offline_ok (a unit on a modem): start without a data path; the downlink connects
         when the modem first has one (set_data_path)."""
         state = Path(state_dir)
@@ -92,14 +94,13 @@ class LiveUnit:
         self._stop = threading.Event()
         self._timer_changed = threading.Event()
         self.on_publish: Callable[[Publish], None] | None = None  # each uplink as it went to the outbox
-        self._url, self._tls = url, tls
+        self._url, self._tls, self._auth = url, tls, auth
         self._downlink: mqtt.Client | None = None
         self._path_up = not offline_ok
         self._path_lock = threading.Lock()
         self._downlink_path = not offline_ok  # the data path state the downlink last followed
-        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls, connect_now=not offline_ok)
-        if offline_ok:
-            self.uplink.set_data_path(False)
+        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls, auth=auth,
+                                    connect_now=not offline_ok, data_path=not offline_ok)
         self.topic = uplink_topic(unit_id, self.uplink.boot)
         self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
@@ -121,7 +122,7 @@ class LiveUnit:
 
     def _open_downlink(self) -> None:
         self._downlink = open_client(self._url, "tcu-%s-down" % self.unit_id, setup=self._setup_downlink,
-                                     tls=self._tls, persistent=True)
+                                     tls=self._tls, persistent=True, auth=self._auth)
 
     def set_data_path(self, up: bool, radio: dict[int, Any] | None = None) -> None:
         """The modem's data path came or went (emulator/modem_link.py): the uplink follows at

@@ -8,10 +8,6 @@ the backend opens them with the MQTT topic they would have had).
 from ..firmware.errors import ProtocolError
 from . import cbor
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Any
-
 MAX_SMS_DATA = 140
 
 
@@ -22,7 +18,7 @@ def encode_envelope(unit: str, boot: int, uplinks: "list[bytes]") -> bytes:
 
 
 def decode_envelope(data: bytes) -> "tuple[str, int, list[bytes]]":
-    items = cbor.decode(data, max_size=MAX_SMS_DATA * 4, max_depth=3)  # type: Any
+    items = cbor.decode(data, max_size=MAX_SMS_DATA * 4, max_depth=3)
     if not isinstance(items, list) or len(items) != 3:
         raise cbor.DecodeError("an SMS envelope is [unit, boot, [uplinks]]")
     unit, boot, uplinks = items

@@ -211,7 +211,7 @@ def test_theft_with_coverage_flapping(tmp_path: Path, mosquitto: Mosquitto, figu
         assert relay["connects_unregistered"] == 0  # none later than RACE_S (1.5 s) after coverage went
         assert not rig.sms()  # theft never goes by SMS
         figures("5 min of coverage flapping every 15 s at 10x: %d uplinks stored once, 0 lost, %d duplicates "
-                "dropped, 0 connects while unregistered (%d racing the loss by < 0.3 s)"
+                "dropped, 0 connects while unregistered (%d racing the loss by < 1.5 s)"
                 % (len(rows), rig.backend.duplicates, relay["connects_racing"]))
     finally:
         rig.close()
