@@ -31,7 +31,7 @@ from tcu.firmware.events import Cancel, FixEvent, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES, TRIGGERS_BY_NAME, Service, service_terms
 from tcu.firmware.unit import Refused
-from tcu.hal import FixStream, iter_fixes
+from tcu.hal import GnssStream, iter_fixes
 from tcu.hal.indicator import open_indicator
 from tcu.protocol import cose
 from tcu.protocol.commands import BackendKey, CommandVerifier
@@ -46,15 +46,28 @@ class GpsHealth:
         self.last_fix: float | None = None
         self.has_fix = False
         self.error = ""
+        self.stream: Any = None  # the FixStream read: its counters explain a GPS without fixes
 
     def as_dict(self) -> dict[str, Any]:
         now = time.monotonic()
         return {"source": self.source, "alive": self.last_heard is not None and now - self.last_heard < 3,
                 "has_fix": self.has_fix, "error": self.error,
-                "last_fix_age_s": None if self.last_fix is None else round(now - self.last_fix, 1)}
+                "last_fix_age_s": None if self.last_fix is None else round(now - self.last_fix, 1),
+                "reason": self._reason()}
+
+    def _reason(self) -> str | None:
+        """Why the GPS gave no fix so far (hal/summary.py), None when it did or is fine."""
+        if self.stream is None or self.has_fix:
+            return None
+        from tcu.hal.summary import summarize
+
+        try:
+            return summarize(self.stream)["reason"]
+        except (AttributeError, KeyError, RuntimeError):  # counters read while the reader changes them
+            return None
 
 
-def open_gps(gps: str, baudrate: int | None) -> FixStream:
+def open_gps(gps: str, baudrate: int | None) -> GnssStream:
     """The GPS, asking for no positions until a session needs them; a device is reopened
     when it comes back, a trace file is read once."""
     return iter_fixes(gps, baudrate, positions_needed=False, reconnect=not Path(gps).is_file())
@@ -135,7 +148,7 @@ class UnitDaemon:
     def _set_indicator(self, on: bool) -> None:
         self.indicator.set(on)  # the indicator of the moment: a reload may swap it
 
-    def start_gps(self, stream: FixStream, health: GpsHealth) -> None:
+    def start_gps(self, stream: GnssStream, health: GpsHealth) -> None:
         self._stream, self.gps = stream, health
         stream.positions_needed = bool(self.live.unit.sessions)
         self._gps_thread = threading.Thread(target=self._read_gps, args=(stream, health), name="tcu-gps",
@@ -147,7 +160,8 @@ class UnitDaemon:
         self._stream.close()
         self._gps_thread.join(timeout_s)
 
-    def _read_gps(self, stream: FixStream, health: GpsHealth) -> None:
+    def _read_gps(self, stream: GnssStream, health: GpsHealth) -> None:
+        health.stream = stream
         try:
             for item in stream.items():
                 health.last_heard = time.monotonic()

@@ -126,6 +126,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append("gps %s: %s, %s, last fix %s" % (
         gps.get("source"), "receiving" if gps.get("alive") else "silent", "fix" if gps.get("has_fix") else "no fix",
         "never" if age is None else "%.1f s ago" % age))
+    if gps.get("reason"):
+        lines.append("gps: %s" % gps["reason"])
     lines.append("link: %s, %d acknowledged, outbox %d pending" % (
         "connected" if link.get("connected") else "offline", link.get("acked", 0), link.get("outbox", 0)))
     return "\n".join(lines)

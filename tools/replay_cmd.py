@@ -22,6 +22,7 @@ from tcu.firmware.errors import UsageError
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.hal.summary import summarize
 from tcu.tools import progress
 from tcu.tools.tls_options import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
@@ -56,6 +57,7 @@ class ReplayResult:
     outbox: OutboxStats
     recovered: str
     boot: int
+    source: dict[str, Any]  # what the trace gave (hal/summary.py), with the reason for an empty result
 
 
 def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, unit_id: str,
@@ -86,8 +88,11 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
         stats = Replay(Unit(), windows, sink).run_stream(stream)
         uplink.drain(timeout_s=30)
         recovered = uplink.outbox.recovery
+        source = summarize(stream)
+        if stats.first_fix_ms is None and not source["reason"]:
+            source["reason"] = "no receiver second with a fix: the unit's clock never started"
         return ReplayResult(stats, uplink.stats, uplink.outbox.stats,
-                            recovered.describe() if recovered.cut_at is not None else "", uplink.boot)
+                            recovered.describe() if recovered.cut_at is not None else "", uplink.boot, source)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -124,4 +129,6 @@ def run(args: argparse.Namespace) -> int:
         extra.append("%d crash/SOS uplinks kept beyond the outbox limit" % result.outbox.over_limit)
     if extra:
         print("replay: boot %d; %s" % (result.boot, "; ".join(extra)), file=sys.stderr)
+    if result.source["reason"]:
+        print("replay: %s" % result.source["reason"], file=sys.stderr)
     return 0

@@ -1,0 +1,102 @@
+"""Real gpsd under gpsfake on a log, with `tcu fixes gpsd://...` as a second client.
+
+gpsfake (Debian's gpsd-clients) starts its own gpsd on a loopback port and, in pipe mode
+(``-p``), watches it itself and waits 1.4 s before it feeds the log, so a client that connects
+in that window sees every report from the first sentence on: the TPVs gpsfake prints are gpsd's
+own reference, and `tcu fixes gpsd://127.0.0.1:PORT --json --no-reconnect` (which ends when
+gpsd reports the log's device gone) reads the same gpsd at the same time. Used by
+tests/test_gpsd_source.py (a few logs) and bench/gpsd_conformance.py --gpsd (every log).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+WRITE_PAD_S = "0.002"  # gpsfake's per-sentence delay (0 on Linux by default: gpsd then drops lines)
+
+
+def have_gpsfake() -> bool:
+    return shutil.which("gpsfake") is not None and (shutil.which("gpsd") or os.path.exists("/usr/sbin/gpsd"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Run:
+    gpsd_tpvs: list[dict[str, Any]] = field(default_factory=list)  # every TPV gpsfake's own client saw
+    tcu_fixes: list[dict[str, Any]] = field(default_factory=list)
+    tcu_summary: dict[str, Any] = field(default_factory=dict)
+    tcu_stderr: str = ""
+
+
+def gpsd_fixes(tpvs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
+    """gpsd's fixes as the HAL defines one: the last TPV of each time with mode >= 2 and a
+    position, by time: (lat_e7, lon_e7, mode)."""
+    out: dict[str, tuple[int, int, int]] = {}
+    for tpv in tpvs:
+        if tpv.get("mode", 0) >= 2 and "time" in tpv and "lat" in tpv and "lon" in tpv:
+            out[tpv["time"]] = (round(tpv["lat"] * 1e7), round(tpv["lon"] * 1e7), tpv["mode"])
+    return out
+
+
+def run_log(log: Path, timeout_s: float = 120) -> Run:
+    """gpsfake on ``log`` with `tcu fixes gpsd://` watching; both stopped by PID at the end."""
+    port = free_port()
+    env = dict(os.environ, WRITE_PAD=WRITE_PAD_S)
+    reports = tempfile.TemporaryFile()  # not a pipe: gpsfake must never block on its output
+    fake = subprocess.Popen(["gpsfake", "-1", "-p", "-q", "-P", str(port), str(log)], stdout=reports,
+                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    tcu = None
+    try:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # gpsd listens within ~0.1 s; the feed starts at 1.4 s
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.02)
+        tcu = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "fixes", "gpsd://127.0.0.1:%d" % port,
+                                "--json", "--no-reconnect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        out, err = tcu.communicate(timeout=timeout_s)
+        run = Run(tcu_stderr=err)
+        run.tcu_fixes = [json.loads(line) for line in out.splitlines() if line.strip()]
+        for line in err.splitlines():
+            if line.startswith('{"summary"'):
+                run.tcu_summary = json.loads(line)["summary"]
+    finally:
+        if tcu is not None and tcu.poll() is None:
+            tcu.kill()
+            tcu.wait()
+        if fake.poll() is None:
+            os.killpg(fake.pid, signal.SIGTERM)  # gpsfake and the gpsd it started: its own session
+        try:
+            fake.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(fake.pid, signal.SIGKILL)
+            fake.wait()
+        reports.seek(0)
+        ref = reports.read()
+        reports.close()
+    for line in ref.splitlines():
+        if line.startswith(b'{"class":"TPV"'):
+            try:
+                run.gpsd_tpvs.append(json.loads(line))
+            except ValueError:
+                continue
+    return run
