@@ -39,7 +39,7 @@ def main(argv: list[str]) -> int:
     traces = Path(argv[0]) if argv else TRACES
     nmea = excerpt(traces)
     data = ROOT / "tests" / "data"
-    note = "# %d epochs of %s (gpsd corpus, BSD-2-Clause), scripts/make_foreign_logs.py\n" % (EPOCHS, SOURCE)
+    note = "# %d epochs of %s (gpsd corpus, BSD-2-Clause), scripts/make_foreign_logs.py\r\n" % (EPOCHS, SOURCE)
     text = note + "".join(line + "\r\n" for line in nmea)
     android = ["# Version: v3.0.5.6 Platform: 13 Manufacturer: Google Model: Pixel 7",
                "# Fix,Provider,LatitudeDegrees,LongitudeDegrees,AltitudeMeters,SpeedMps,UnixTimeMillis",

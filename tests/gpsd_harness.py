@@ -54,25 +54,63 @@ def gpsd_fixes(tpvs: list[dict[str, Any]]) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def run_log(log: Path, timeout_s: float = 120) -> Run:
-    """gpsfake on ``log`` with `tcu fixes gpsd://` watching; both stopped by PID at the end."""
-    port = free_port()
-    env = dict(os.environ, WRITE_PAD=WRITE_PAD_S)
-    reports = tempfile.TemporaryFile()  # not a pipe: gpsfake must never block on its output
-    fake = subprocess.Popen(["gpsfake", "-1", "-p", "-q", "-P", str(port), str(log)], stdout=reports,
-                            stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    tcu = None
-    try:
+class GpsFake:
+    """gpsfake -1 -p on a log, on a free loopback port, in its own session (stopped by its PID
+    with the gpsd it started); ``reports()`` is what its own client printed."""
+
+    def __init__(self, log: Path) -> None:
+        self.port = free_port()
+        self._out = tempfile.TemporaryFile()  # not a pipe: gpsfake must never block on its output
+        self.proc = subprocess.Popen(["gpsfake", "-1", "-p", "-q", "-P", str(self.port), str(log)],
+                                     stdout=self._out, stderr=subprocess.DEVNULL,
+                                     env=dict(os.environ, WRITE_PAD=WRITE_PAD_S), start_new_session=True)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:  # gpsd listens within ~0.1 s; the feed starts at 1.4 s
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
             except OSError:
                 time.sleep(0.02)
-        tcu = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "fixes", "gpsd://127.0.0.1:%d" % port,
-                                "--json", "--no-reconnect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+
+    @property
+    def url(self) -> str:
+        return "gpsd://127.0.0.1:%d" % self.port
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def tpvs(self) -> list[dict[str, Any]]:
+        self._out.seek(0)
+        out = []
+        for line in self._out.read().splitlines():
+            if line.startswith(b'{"class":"TPV"'):
+                try:
+                    out.append(json.loads(line))
+                except ValueError:
+                    continue
+        self._out.close()
+        return out
+
+    def __enter__(self) -> GpsFake:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def run_log(log: Path, timeout_s: float = 120) -> Run:
+    """gpsfake on ``log`` with `tcu fixes gpsd://` watching; both stopped by PID at the end."""
+    fake = GpsFake(log)
+    tcu = None
+    try:
+        tcu = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "fixes", fake.url, "--json",
+                                "--no-reconnect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = tcu.communicate(timeout=timeout_s)
         run = Run(tcu_stderr=err)
         run.tcu_fixes = [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -83,20 +121,6 @@ def run_log(log: Path, timeout_s: float = 120) -> Run:
         if tcu is not None and tcu.poll() is None:
             tcu.kill()
             tcu.wait()
-        if fake.poll() is None:
-            os.killpg(fake.pid, signal.SIGTERM)  # gpsfake and the gpsd it started: its own session
-        try:
-            fake.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(fake.pid, signal.SIGKILL)
-            fake.wait()
-        reports.seek(0)
-        ref = reports.read()
-        reports.close()
-    for line in ref.splitlines():
-        if line.startswith(b'{"class":"TPV"'):
-            try:
-                run.gpsd_tpvs.append(json.loads(line))
-            except ValueError:
-                continue
+        fake.stop()
+    run.gpsd_tpvs = fake.tpvs()
     return run
