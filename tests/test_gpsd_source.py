@@ -23,7 +23,7 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gps
 # A representative subset for CI (~15 s): NMEA from a u-blox 8, the same epochs as UBX NAV-PVT
 # only, and NMEA with NAV-PVT on one stream.
 SUBSET = [TRACES / "ublox-8.log", DATA / "gnss-ubx-nav-pvt.log", DATA / "gnss-ubx-mixed.log"]
-needs_gpsd = pytest.mark.skipif(not have_gpsfake(), reason="gpsd and gpsfake not installed (scripts/test installs them)")
+needs_gpsd = pytest.mark.skipif(not have_gpsfake(), reason="gpsd and gpsfake not installed (scripts/test does)")
 TOLERANCE_E7 = 10  # 1e-6 degree: gpsd prints 9 decimals
 
 
@@ -142,3 +142,24 @@ def test_no_gpsd_is_a_clear_error() -> None:
     result = subprocess.run([sys.executable, "-m", "tcu.tools.cli", "fixes", "gpsd://127.0.0.1:%d" % port],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "cannot connect to gpsd" in result.stderr and "Traceback" not in result.stderr
+
+
+@needs_gpsd
+def test_doctor_finds_gpsd_and_says_how_to_share(tmp_path: Path) -> None:
+    from tcu.emulator.config import Config
+    from tcu.tools.doctor_gpsd import check_gpsd, check_gpsd_source
+
+    port, sock = free_port(), str(tmp_path / "gpsd.sock")
+    gpsd = start_gpsd(port, sock)
+    try:
+        (found,) = check_gpsd(Config(gps="/dev/ttyACM0"), ("127.0.0.1", port))
+        assert found.level == "ok" and "gpsd 3" in found.detail and "gps.source = \"gpsd://127.0.0.1:%d/DEVICE\"" % (
+            port) in found.detail
+        via = check_gpsd_source("gpsd://127.0.0.1:%d" % port)
+        assert via.level == "warn" and "has no receiver" in via.detail
+    finally:
+        os.killpg(gpsd.pid, signal.SIGTERM)
+        gpsd.wait(10)
+    gone = check_gpsd_source("gpsd://127.0.0.1:%d" % port)
+    assert gone.level == "FAIL" and "no gpsd answers" in gone.detail and "systemctl" in gone.remedy
+    assert check_gpsd(Config(gps="/dev/ttyACM0"), ("127.0.0.1", port)) == []

@@ -192,6 +192,10 @@ def _group_members(gid: int) -> set[str]:
 
 def check_gps(config: Config, window_s: float) -> Finding:
     spec = config.gps
+    if spec.startswith("gpsd://"):
+        from tcu.tools.doctor_gpsd import check_gpsd_source
+
+        return check_gpsd_source(spec)
     if "://" not in spec:
         try:
             mode = os.stat(spec).st_mode
