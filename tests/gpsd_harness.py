@@ -58,8 +58,8 @@ class GpsFake:
     """gpsfake -1 -p on a log, on a free loopback port, in its own session (stopped by its PID
     with the gpsd it started); ``reports()`` is what its own client printed."""
 
-    def __init__(self, log: Path) -> None:
-        self.port = free_port()
+    def __init__(self, log: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
         self._out = tempfile.TemporaryFile()  # not a pipe: gpsfake must never block on its output
         self.proc = subprocess.Popen(["gpsfake", "-1", "-p", "-q", "-P", str(self.port), str(log)],
                                      stdout=self._out, stderr=subprocess.DEVNULL,
@@ -104,13 +104,38 @@ class GpsFake:
         self.stop()
 
 
+# `tcu fixes` started before gpsfake, its imports done, connecting the moment gpsd listens: on
+# a loaded machine starting Python takes longer than gpsfake's 1.4 s before the feed.
+_WAIT_THEN_RUN = """
+import socket, sys, time
+from tcu.tools.cli import main
+import tcu.hal.gpsd, tcu.tools.fixes_cmd
+port = int(sys.argv[1])
+open(sys.argv[2], "w").close()  # imported: gpsfake may start
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        break
+    except OSError:
+        time.sleep(0.005)
+sys.exit(main(["fixes", "gpsd://127.0.0.1:%d" % port, "--json", "--no-reconnect"]))
+"""
+
+
 def run_log(log: Path, timeout_s: float = 120) -> Run:
     """gpsfake on ``log`` with `tcu fixes gpsd://` watching; both stopped by PID at the end."""
-    fake = GpsFake(log)
-    tcu = None
+    port = free_port()
+    ready = Path(tempfile.mkdtemp()) / "ready"
+    tcu = subprocess.Popen([sys.executable, "-c", _WAIT_THEN_RUN, str(port), str(ready)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not ready.exists() and time.monotonic() < deadline and tcu.poll() is None:
+        time.sleep(0.02)
+    ready.unlink(missing_ok=True)
+    ready.parent.rmdir()
+    fake = GpsFake(log, port)
     try:
-        tcu = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "fixes", fake.url, "--json",
-                                "--no-reconnect"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = tcu.communicate(timeout=timeout_s)
         run = Run(tcu_stderr=err)
         run.tcu_fixes = [json.loads(line) for line in out.splitlines() if line.strip()]
@@ -118,7 +143,7 @@ def run_log(log: Path, timeout_s: float = 120) -> Run:
             if line.startswith('{"summary"'):
                 run.tcu_summary = json.loads(line)["summary"]
     finally:
-        if tcu is not None and tcu.poll() is None:
+        if tcu.poll() is None:
             tcu.kill()
             tcu.wait()
         fake.stop()
