@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tcu.hal import iter_fixes
 from tcu.hal.framing import Unwrapper, sniff
 from tcu.hal.summary import summarize

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from gpsd_harness import GpsFake, free_port, gpsd_fixes, have_gpsfake, run_log
+
 from tcu.firmware.errors import SourceError
 from tcu.hal import Heartbeat, iter_fixes
 from tcu.hal.gpsd import GpsdConnection, GpsdStream, parse_url, tpv_fix

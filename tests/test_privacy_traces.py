@@ -7,11 +7,12 @@ import random
 from pathlib import Path
 
 import pytest
+from gpsd_harness import GpsFake, have_gpsfake
+
 from tcu.emulator.replay import Replay, TriggerWindow
 from tcu.firmware import services as sv
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
-from gpsd_harness import GpsFake, have_gpsfake
 from tcu.hal import iter_fixes
 from tcu.hal.gpsd import GpsdStream
 from tcu.protocol import messages

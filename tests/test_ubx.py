@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tcu.firmware.fix import Fix
 from tcu.hal import Heartbeat, iter_fixes
 from tcu.hal import ubx as ubx_module

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, seal_uplink
