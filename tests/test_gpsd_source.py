@@ -164,3 +164,20 @@ def test_doctor_finds_gpsd_and_says_how_to_share(tmp_path: Path) -> None:
     gone = check_gpsd_source("gpsd://127.0.0.1:%d" % port)
     assert gone.level == "FAIL" and "no gpsd answers" in gone.detail and "systemctl" in gone.remedy
     assert check_gpsd(Config(gps="/dev/ttyACM0"), ("127.0.0.1", port)) == []
+
+
+@needs_gpsd
+def test_raw_nmea_from_gpsd_goes_through_the_hal_s_own_decoder() -> None:
+    log = TRACES / "ublox-8.log"
+    if not log.exists():
+        pytest.skip("traces not beside the repository")
+    with GpsFake(log) as fake:
+        stream = iter_fixes(fake.url + "?nmea", reconnect=False)
+        got = []
+        for fix in stream:  # gpsfake -p ends the log, then gpsd keeps the connection: stop at the last epoch
+            got.append(fix)
+            if len(got) == 71:
+                break
+        stream.close()
+    expected = list(iter_fixes(str(log)))
+    assert got == expected[:71]
