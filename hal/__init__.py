@@ -192,9 +192,15 @@ class FixStream:
 
     def _emit(self, fixes: list[Fix]) -> None:
         """Hand fixes out, one per epoch: a receiver sending NMEA and UBX says each twice."""
-        recent, both = self._recent, self.ubx_framer.frames > 0
+        if not self.ubx_framer.frames:  # NMEA only so far: no check, but the times are remembered
+            self.fixes_made += len(fixes)
+            self._ready.extend(fixes)
+            if fixes:
+                self._recent.extend(fix.time_ms for fix in fixes[-8:])
+            return
+        recent = self._recent
         for fix in fixes:
-            if both and fix.time_ms in recent:
+            if fix.time_ms in recent:
                 self.ubx.counts["same_epoch_twice"] = self.ubx.counts.get("same_epoch_twice", 0) + 1
                 continue
             recent.append(fix.time_ms)

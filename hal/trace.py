@@ -15,8 +15,8 @@ from tcu.firmware.errors import SourceError
 from .framing import SNIFF, Unwrapper, sniff
 from .source_base import CHUNK, Closing
 
-_COMMENTS = re.compile(rb"(?m)^#[\t\r\x20-\x7e]*(?:\n|\Z)")
-_OPEN_COMMENT = re.compile(rb"#[\t\r\x20-\x7e]*")
+_COMMENTS = re.compile(rb"(?m)^#[\t\r\x20-\x7e\x80-\xff]*(?:\n|\Z)")  # UTF-8 text too (names)
+_OPEN_COMMENT = re.compile(rb"#[\t\r\x20-\x7e\x80-\xff]*")
 _HOLD_MAX = 1 << 16
 
 
