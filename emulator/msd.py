@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asn1tools
-
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.firmware.msd import MsdValues
 
@@ -47,6 +45,8 @@ class MsdError(ProtocolError):
 
 @functools.cache
 def _spec() -> Any:
+    import asn1tools  # at the first MSD: a dormant unit never loads the compiler
+
     text = MODULE.read_text().replace("oid RELATIVE-OID", "oid OCTET STRING")
     return asn1tools.compile_string(text.replace("BOOLEAN DEFAULT FALSE", "BOOLEAN OPTIONAL"), "uper")
 
@@ -62,6 +62,30 @@ class Vehicle:
 
     def __post_init__(self) -> None:
         check_vehicle(self)
+
+
+def _asn1_error() -> type[Exception]:
+    import asn1tools
+
+    error: type[Exception] = asn1tools.Error
+    return error
+
+
+def vehicle_of(table: Any, where: str = "vehicle") -> Vehicle:
+    """A [vehicle] table (vin, type, propulsion, passengers) as a Vehicle; UsageError naming the key."""
+    if not isinstance(table, dict):
+        raise UsageError("%s: expected a table with vin, type, propulsion, passengers" % where)
+    unknown = sorted(set(table) - {"vin", "type", "propulsion", "passengers"})
+    if unknown:
+        raise UsageError("%s.%s: unknown key: expected vin, type, propulsion, passengers" % (where, unknown[0]))
+    propulsion = table.get("propulsion", list(Vehicle.propulsion))
+    if not isinstance(propulsion, list):
+        raise UsageError("%s.propulsion = %r: expected a list such as [\"gasoline\"]" % (where, propulsion))
+    try:
+        return Vehicle(vin=table.get("vin", Vehicle.vin), vehicle_type=table.get("type", Vehicle.vehicle_type),
+                       propulsion=tuple(propulsion), passengers=table.get("passengers"))
+    except UsageError as err:  # named "vehicle.KEY": say where the table came from
+        raise UsageError("%s%s" % (where.removesuffix("vehicle"), err)) from None
 
 
 def check_vehicle(vehicle: Vehicle, where: str = "vehicle") -> None:
@@ -111,7 +135,7 @@ def encode_structure(msd: dict[str, Any]) -> bytes:
     try:
         inner = _spec().encode("MSDMessage", {"msdStructure": msd}, check_constraints=True)
         data: bytes = _spec().encode("ECallMessage", {"msdVersion": MSD_VERSION, "msd": inner})
-    except (asn1tools.Error, KeyError, TypeError) as err:
+    except (_asn1_error(), KeyError, TypeError) as err:
         raise MsdError("cannot encode this MSD: %s" % err) from None
     if len(data) > MAX_MSD_BYTES:
         raise MsdError("MSD of %d bytes exceeds EN 15722's %d" % (len(data), MAX_MSD_BYTES))
@@ -137,7 +161,7 @@ def decode(data: bytes) -> dict[str, Any]:
         if outer["msdVersion"] != MSD_VERSION:
             raise MsdError("msdVersion %d: this decoder reads version %d" % (outer["msdVersion"], MSD_VERSION))
         message = _spec().decode("MSDMessage", outer["msd"], check_constraints=True)
-    except (asn1tools.Error, ValueError, IndexError, KeyError) as err:
+    except (_asn1_error(), ValueError, IndexError, KeyError) as err:
         raise MsdError("not an MSD (EN 15722 v2, UPER): %s" % err) from None
     flags = message["msdStructure"]["vehiclePropulsionStorageType"]
     for name in PROPULSION:
