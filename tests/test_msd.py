@@ -3,6 +3,8 @@ over generated fixes and vehicles, the ASN.1 constraints' edge values, an untrus
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -134,3 +136,21 @@ def test_decode_refuses_what_is_not_an_msd(data: bytes) -> None:
 def test_vehicle_config_is_checked(fields: dict[str, object]) -> None:
     with pytest.raises(Exception, match="vehicle"):
         msd.Vehicle(**fields)  # type: ignore[arg-type]
+
+
+def test_readme_msd_sizes_are_what_the_command_measures() -> None:
+    """The README's MSD rows are bench/msd_sizes.py's output (python bench/msd_sizes.py --readme)."""
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    sys.path.insert(0, str(repo / "bench"))
+    try:
+        import msd_sizes
+    finally:
+        sys.path.remove(str(repo / "bench"))
+    block = (repo / "README.md").read_text().split(msd_sizes.BEGIN + "\n", 1)[1].split(msd_sizes.END, 1)[0]
+    assert block.splitlines() == msd_sizes.rows()
+    for row in msd_sizes.rows()[2:]:  # "34 B first (...), 39 B with N-1, N-2; ...": both MSDs within the limit
+        first, resent = re.findall(r"(\d+) B (?:first|with)", row)
+        assert int(first) < int(resent) <= msd.MAX_MSD_BYTES
