@@ -85,8 +85,9 @@ class LiveUnit:
         self.e2e_key = e2e_key
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
-        from tcu.emulator.msd import Vehicle, encoder_for
+        from tcu.emulator.msd import Vehicle, encoder_for, warm_up
 
+        warm_up()  # the ASN.1 compile, before any crash needs it
         self.unit = Unit(services, verifier=verifier, command_counter=self.counter.load(),
                          msd_encoder=encoder_for(vehicle if vehicle is not None else Vehicle()))
         self.lock = threading.RLock()
