@@ -154,3 +154,47 @@ def test_readme_msd_sizes_are_what_the_command_measures() -> None:
     for row in msd_sizes.rows()[2:]:  # "34 B first (...), 39 B with N-1, N-2; ...": both MSDs within the limit
         first, resent = re.findall(r"(\d+) B (?:first|with)", row)
         assert int(first) < int(resent) <= msd.MAX_MSD_BYTES
+
+
+def _tcu(*args: str, stdin: bytes = b"") -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], input=stdin, capture_output=True,
+                          timeout=60)
+    return done.returncode, done.stdout.decode(), done.stderr.decode()
+
+
+def test_tcu_msd_decode_hex_stdin_and_bad_input() -> None:
+    import json
+
+    code, out, _ = _tcu("msd", "decode", LEGATO_MSD.hex())
+    assert code == 0 and json.loads(out)["msd"]["msdStructure"] == LEGATO_VALUES and json.loads(out)["bytes"] == 39
+    code, out, _ = _tcu("msd", "decode", "-", stdin=LEGATO_MSD)  # raw bytes on stdin
+    assert code == 0 and json.loads(out)["msd"]["msdStructure"]["numberOfPassengers"] == 2
+    code, out, _ = _tcu("msd", "decode", "-", stdin=LEGATO_MSD.hex().encode() + b"\n")
+    assert code == 0 and json.loads(out)["msdVersion"] == 2
+    for bad in ("zz", LEGATO_MSD[:10].hex()):
+        code, out, err = _tcu("msd", "decode", bad)
+        assert code != 0 and out == "" and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_vehicle_section_of_the_config(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tcu.emulator.config import Config, read_file
+    from tcu.firmware.errors import UsageError
+
+    folder = Path(str(tmp_path))
+    good = folder / "good.toml"
+    good.write_text('[vehicle]\nvin = "ECALLEXAMPLE02013"\ntype = "N1"\npropulsion = ["diesel", "electric"]\n'
+                    "passengers = 3\n")
+    vehicle = Config(**read_file(str(good))).vehicle_data()
+    assert vehicle == msd.Vehicle("ECALLEXAMPLE02013", "N1", ("diesel", "electric"), 3)
+    assert Config().vehicle_data() == msd.Vehicle()
+    for body, key in (('vin = "SHORT"', "vehicle.vin"), ('colour = "red"', "vehicle.colour"),
+                      ('propulsion = "diesel"', "vehicle.propulsion"), ("passengers = -1", "vehicle.passengers")):
+        bad = folder / "bad.toml"
+        bad.write_text("[vehicle]\n%s\n" % body)
+        with pytest.raises(UsageError, match=r"config .*bad.toml: %s" % key.replace(".", r"\.")):
+            read_file(str(bad))
