@@ -22,9 +22,9 @@ from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
 from tcu.firmware.errors import SourceError, UsageError
-from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
+from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick, TriggerOn
 from tcu.firmware.services import PURPOSE_NAMES, Service
-from tcu.firmware.unit import Unit
+from tcu.firmware.unit import MSD_TRIGGERS, Unit
 from tcu.protocol import messages
 from tcu.protocol.commands import CommandVerifier, downlink_topic
 
@@ -85,9 +85,7 @@ class LiveUnit:
         self.e2e_key = e2e_key
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
-        from tcu.emulator.msd import Vehicle, encoder_for, warm_up
-
-        warm_up()  # the ASN.1 compile, before any crash needs it
+        from tcu.emulator.msd import Vehicle, encoder_for
         self.unit = Unit(services, verifier=verifier, command_counter=self.counter.load(),
                          msd_encoder=encoder_for(vehicle if vehicle is not None else Vehicle()))
         self.lock = threading.RLock()
@@ -131,6 +129,10 @@ class LiveUnit:
 
     def handle(self, event: Any) -> list[Any]:
         """Feed one event to the firmware and carry out its actions; returns them."""
+        if isinstance(event, TriggerOn) and event.kind in MSD_TRIGGERS:
+            from tcu.emulator.msd import warm_up
+
+            warm_up()  # asn1tools (~20 MB) loads for an emergency call only, compiling while the fix comes
         with self.lock:
             actions = self.unit.handle(event, self.now_ms())
             for action in actions:

@@ -49,7 +49,7 @@ _compile_lock = threading.Lock()
 
 
 def _spec() -> Any:
-    """The compiled module (about 0.3 s of CPU, once: warm_up() does it off the crash's path)."""
+    """The compiled module (0.3-0.7 s once; warm_up() starts it at an emergency trigger)."""
     with _compile_lock:
         if not _compiled:
             import asn1tools
@@ -61,8 +61,9 @@ def _spec() -> Any:
 
 
 def warm_up() -> None:
-    """Compile the module in the background, so a unit's first MSD does not wait for it."""
-    threading.Thread(target=_spec, name="tcu-msd-compile", daemon=True).start()
+    """Compile the module in the background (once), so an MSD waits for it as little as may be."""
+    if not _compiled:
+        threading.Thread(target=_spec, name="tcu-msd-compile", daemon=True).start()
 
 
 @dataclass(frozen=True)
