@@ -8,6 +8,7 @@ import re
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tcu.emulator import msd
 from tcu.firmware.fix import MODE_2D, MODE_3D, Fix
 from tcu.firmware.msd import DIRECTION_UNKNOWN, MsdValues, mas_of_e7

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from test_e2e_unit import Position, Rig, keys, rig, tcu, trace_fixes, wait_until  # noqa: F401  (fixtures)
+
 from tcu.emulator import msd
 from tcu.tools.sessions import Session
 

@@ -3,6 +3,7 @@ host's encoder is stood in for by one that records the values), the session star
 it, and the test-call mark."""
 
 from portable_support import LAT, LON, T0, fix_at, publishes, raises
+
 from tcu.firmware import services as sv
 from tcu.firmware.events import FixEvent, TriggerOn
 from tcu.firmware.fix import MODE_2D, Fix
