@@ -23,7 +23,7 @@ import paho.mqtt.client as mqtt
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
 from tcu.firmware.errors import ProtocolError, UsageError
-from tcu.tools.tls_options import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, check_link
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]
@@ -177,6 +177,7 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
+    tls = check_link(args.broker, args)
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
     with contextlib.ExitStack() as stack:
         table = None
@@ -185,7 +186,7 @@ def run(args: argparse.Namespace) -> int:
 
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
-                          store=args.store, tls=tls_options(args), e2e_key=e2e_key,
+                          store=args.store, tls=tls, e2e_key=e2e_key,
                           on_uplink=table.add if table else None)
         print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
         receive(backend, args.count)

@@ -20,7 +20,7 @@ from tcu.emulator.uplink import open_client
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
-from tcu.tools.tls_options import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, check_link
 
 KID = b"backend"  # the key id `tcu run --backend-key` trusts
 VALID_FOR_S = 300  # a command not delivered within 5 minutes expires
@@ -95,10 +95,11 @@ def build_command(args: argparse.Namespace, now_s: int) -> cmd.Command:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    tls = check_link(args.broker, args)
     key = load_private_key(args.key)
     command = build_command(args, int(time.time()))
     data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
-    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls_options(args))
+    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls)
     try:
         info = client.publish(cmd.downlink_topic(args.unit), data, qos=1)
         info.wait_for_publish(10)
