@@ -1,0 +1,109 @@
+"""Issue 18, honest results: a trigger that never fired, an interrupt, a recording stopped by
+SIGTERM, and a trigger typed wrong each say what happened, in one line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from tcu.emulator.replay import Replay, parse_trigger
+from tcu.firmware.errors import UsageError
+from tcu.firmware.fix import Fix
+from tcu.firmware.unit import Unit
+from test_daemon import LiveGps, tcu, wait_until
+
+EXCERPT = str(Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log")
+CLI = [sys.executable, "-m", "tcu.tools.cli"]
+
+
+def test_a_trigger_after_the_end_of_the_trace_is_reported_and_fails_the_replay() -> None:
+    late = tcu("replay", EXCERPT, "--trigger", "theft@0+1", "--trigger", "crash@300")
+    assert late.returncode == 1 and "Traceback" not in late.stderr
+    assert "crash@300 never fired: it starts after the end of the trace" in late.stderr
+    assert "theft@0+1" not in late.stderr  # it fired
+    allowed = tcu("replay", EXCERPT, "--trigger", "crash@300", "--allow-late")
+    assert allowed.returncode == 0 and "crash@300 never fired" in allowed.stderr
+    assert tcu("replay", EXCERPT, "--trigger", "theft@0").returncode == 0
+
+
+def test_the_demo_does_not_announce_a_crash_that_never_happens() -> None:
+    result = tcu("demo", "--trace", EXCERPT, "--trigger", "theft@0+1", "--trigger", "crash@400")
+    assert result.returncode == 1, result.stderr
+    assert "crash@400 never fired" in result.stdout
+
+
+def test_replay_stats_list_late_windows() -> None:
+    fixes = [Fix(time_ms=1_000_000 + 1000 * i, lat_e7=0, lon_e7=0) for i in range(10)]
+    stats = Replay(Unit(), [parse_trigger("sos@2+3"), parse_trigger("theft@9"), parse_trigger("crash@9.5")],
+                   lambda *a: None).run(fixes)
+    assert [str(w) for w in stats.late] == ["crash@9.5"] and stats.span_s() == 9
+    assert [str(w) for w in Replay(Unit(), [parse_trigger("sos@1")], lambda *a: None).run([]).late] == ["sos@1"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("crash@10+0", "a window of +0 s never holds the input"),
+    ("CRASH@10", "trigger names are lower case (crash)"),
+    ("stolen@5", "stolen-vehicle tracking is started only by a signed backend command"),
+    ("lawful@5", "a lawful request is started only by a signed backend command"),
+])
+def test_a_mistyped_trigger_says_what_is_wrong(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+        parse_trigger(text)
+
+
+def test_record_refuses_to_overwrite_unless_forced(tmp_path: Path) -> None:
+    out = tmp_path / "kept.log"
+    out.write_text("a recording\n")
+    refused = tcu("record", EXCERPT, "-o", str(out))
+    assert refused.returncode == 2 and "exists: give --force" in refused.stderr
+    assert out.read_text() == "a recording\n"
+    forced = tcu("record", EXCERPT, "-o", str(out), "--force")
+    assert forced.returncode == 0 and "$GPRMC" in out.read_text()
+
+
+def test_record_stopped_by_sigterm_prints_its_summary(tmp_path: Path) -> None:
+    gps, out = LiveGps(), tmp_path / "live.log"
+    proc = subprocess.Popen([*CLI, "record", gps.path, "--baud", "9600", "-o", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: out.exists() and b"$GPRMC" in out.read_bytes(), timeout=15)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        gps.close()
+    assert proc.returncode == 0, err
+    assert "tcu record: " in err and "valid sentences" in err and "Traceback" not in err
+
+
+def test_an_interrupted_replay_says_what_is_still_in_its_outbox(fresh_mosquitto, tmp_path: Path) -> None:
+    """The broker stops answering mid-replay (SIGSTOP): Ctrl-C names the pending uplinks."""
+    outbox = tmp_path / "outbox"
+    trace = str(Path(__file__).resolve().parents[1] / "tools" / "data" / "demo-drive.log")
+    proc = subprocess.Popen([*CLI, "replay", trace, "--trigger", "theft@0", "--broker", fresh_mosquitto.url,
+                             "--outbox", str(outbox), "--quiet"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert fresh_mosquitto.proc is not None
+    try:
+        deadline = time.monotonic() + 20  # the replay takes about a second once connected
+        while "New client connected" not in fresh_mosquitto.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        os.kill(fresh_mosquitto.proc.pid, signal.SIGSTOP)  # no PUBACK from now on
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        os.kill(fresh_mosquitto.proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+    assert proc.returncode == 130, err
+    assert "replay: interrupted: " in err and "Traceback" not in err
+    assert "not yet acknowledged are kept in the outbox %s" % outbox in err, err
