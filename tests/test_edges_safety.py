@@ -142,3 +142,40 @@ def test_closing_a_pty_gps_under_its_reader_raises_only_source_error() -> None:
         os.close(master)
         os.close(slave)
     assert surprises == []
+
+
+def test_the_shipped_mosquitto_conf_starts_a_broker_that_keeps_every_queued_message(tmp_path: Path) -> None:
+    """deploy/mosquitto.conf, on a free port and a scratch directory: Mosquitto accepts every
+    line of it, and its queue limit is not the silent 1000 of a stock broker."""
+    import shutil
+
+    from conftest import free_port
+
+    binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    if not os.path.exists(binary):
+        pytest.skip("mosquitto is not installed")
+    text = (Path(__file__).resolve().parents[1] / "deploy" / "mosquitto.conf").read_text()
+    assert "max_queued_messages 0" in text and "persistence true" in text
+    port = free_port()
+    text = text.replace("listener 1883 127.0.0.1", "listener %d 127.0.0.1" % port)
+    text = text.replace("/var/lib/mosquitto/", "%s/" % tmp_path).replace("log_dest syslog", "log_dest stderr")
+    import getpass
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text(text + "user %s\n" % getpass.getuser())
+    proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        import socket
+
+        def listening() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return True
+            except OSError:
+                return False
+
+        assert wait_until(lambda: listening() or proc.poll() is not None) and proc.poll() is None, \
+            proc.stderr.read() if proc.stderr else ""
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert "Error" not in err, err

@@ -1,0 +1,92 @@
+"""Issue 18, the backend's honesty: gaps in a unit's seq said live and at the end, sealed
+uplinks without a key counted, --count exact without taking the next run's messages."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from tcu.emulator.crypto import seal_uplink
+from tcu.emulator.uplink import uplink_topic
+from tcu.protocol import messages
+from tcu.tools.backend import Backend
+from tcu.tools.seq_gaps import SeqGaps
+from test_daemon import tcu, wait_until
+
+DEMO = str(Path(__file__).resolve().parents[1] / "tools" / "data" / "demo-drive.log")
+CLI = [sys.executable, "-m", "tcu.tools.cli"]
+
+
+def publish(url: str, items: list[tuple[str, bytes]]) -> None:
+    host, port = url.removeprefix("mqtt://").split(":")
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edges-pub-%d" % time.monotonic_ns())
+    client.connect(host, int(port))
+    client.loop_start()
+    try:
+        for topic, payload in items:
+            client.publish(topic, payload, qos=1).wait_for_publish(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def test_seq_gaps_are_ranges_that_late_arrivals_fill() -> None:
+    gaps = SeqGaps()
+    assert [gaps.add("u", 1, s) for s in (1, 2, 6)] == [None, None, (3, 5)]
+    assert gaps.add("u", 1, 4) is None and gaps.missing("u", 1) == [(3, 3), (5, 5)]
+    assert gaps.add("u", 2, 2_000_000_000) == (1, 1_999_999_999)  # two integers, not a set
+    assert gaps.add("v", 1, 1) is None and ("v", 1) not in gaps.all()
+
+
+def test_the_backend_says_a_gap_and_counts_sealed_uplinks_without_a_key(mosquitto) -> None:
+    notes: list[str] = []
+    backend = Backend(mosquitto.url, client_id="edges-gap-%d" % time.monotonic_ns(), persistent=False,
+                      on_note=notes.append)
+    unit, topic = "edge-unit", uplink_topic("edge-unit", 7)
+    now = int(time.time())
+    try:
+        sealed = seal_uplink(messages.encode_session_end(4, 1, now, 1), bytes(32), topic)
+        publish(mosquitto.url, [(topic, messages.encode_session_start(1, 1, 2, now, 2)),
+                                (topic, messages.encode_session_end(2, 1, now, 1)),
+                                (topic, sealed), (topic, sealed),
+                                (topic, messages.encode_session_end(6, 2, now, 1))])
+        assert backend.wait_for(3, timeout_s=10)
+        assert wait_until(lambda: backend.sealed_unopened == 2)
+        assert backend.gaps.missing(unit, 7) == [(3, 5)]
+        assert any("unit edge-unit boot 7: seq 3-5 missing (3 uplinks" in n for n in notes), notes
+        assert sum("sealed uplink from edge-unit and no --e2e-key" in n for n in notes) == 1, notes
+        assert backend.rejected == []
+    finally:
+        backend.close()
+
+
+def test_count_is_exact_and_leaves_the_rest_to_the_next_run(mosquitto, tmp_path: Path) -> None:
+    client_id = "edges-count-%d" % os.getpid()
+    first = subprocess.Popen([*CLI, "backend", "--broker", mosquitto.url, "--count", "3", "--json",
+                              "--client-id", client_id], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert first.stderr is not None
+        assert "subscribed" in first.stderr.readline()
+        replay = tcu("replay", DEMO, "--trigger", "theft@0+30", "--unit", "count-unit", "--broker", mosquitto.url)
+        assert replay.returncode == 0, replay.stderr
+        total = int(re.search(r"(\d+) uplinks \(", replay.stderr).group(1))  # type: ignore[union-attr]
+        out, _ = first.communicate(timeout=30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(5)
+    assert first.returncode == 0
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    seen = [int(re.search(r'"seq": (\d+)', line).group(1)) for line in lines]  # type: ignore[union-attr]
+    second = subprocess.run([*CLI, "backend", "--broker", mosquitto.url, "--count", str(total - 3), "--json",
+                             "--client-id", client_id], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 0, second.stderr
+    rest = [int(re.search(r'"seq": (\d+)', line).group(1))  # type: ignore[union-attr]
+            for line in second.stdout.splitlines()]
+    assert sorted(seen + rest) == list(range(1, total + 1)), (seen, rest)
