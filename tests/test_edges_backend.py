@@ -90,3 +90,29 @@ def test_count_is_exact_and_leaves_the_rest_to_the_next_run(mosquitto, tmp_path:
     rest = [int(re.search(r'"seq": (\d+)', line).group(1))  # type: ignore[union-attr]
             for line in second.stdout.splitlines()]
     assert sorted(seen + rest) == list(range(1, total + 1)), (seen, rest)
+
+
+def test_backend_sessions_shows_gaps_and_sessions_with_no_start(tmp_path: Path) -> None:
+    import json
+    import sqlite3
+
+    from tcu.tools.backend import SCHEMA
+
+    store = tmp_path / "store.db"
+    db = sqlite3.connect(store)
+    db.execute(SCHEMA)
+    now = int(time.time())
+    rows = [(1, "session_start", 1, messages.encode_session_start(1, 1, 2, now, 2)),
+            (2, "session_end", 1, messages.encode_session_end(2, 1, now + 5, 1)),
+            (6, "session_end", 2, messages.encode_session_end(6, 2, now + 9, 1))]  # 3-5 lost: 2's start too
+    db.executemany("INSERT INTO uplinks VALUES ('u1', 4, ?, ?, ?, ?, 0)", rows)
+    db.commit()
+    db.close()
+    text = tcu("backend", "sessions", "--store", str(store))
+    assert text.returncode == 0, text.stderr
+    assert "gap: unit u1 boot 4: 3 uplinks missing from the store (seq 3-5)" in text.stdout
+    assert "no start: u1/4/2" in text.stdout
+    listed = tcu("backend", "sessions", "--store", str(store), "--json").stdout
+    objects = [json.loads(line) for line in listed.splitlines()]
+    assert sorted((o["session"], o["state"], o["missing_seq"]) for o in objects) == [
+        (1, "ended (trigger_cleared)", [[3, 5]]), (2, "ended (trigger_cleared)", [[3, 5]])]
