@@ -107,3 +107,33 @@ def test_an_interrupted_replay_says_what_is_still_in_its_outbox(fresh_mosquitto,
     assert proc.returncode == 130, err
     assert "replay: interrupted: " in err and "Traceback" not in err
     assert "not yet acknowledged are kept in the outbox %s" % outbox in err, err
+
+
+def test_the_tester_cli_takes_state_and_says_a_latched_crash_is_still_on(mosquitto, tmp_path: Path) -> None:
+    gps, state = LiveGps(), tmp_path / "state"
+    unit = subprocess.Popen([*CLI, "run", "--broker", mosquitto.url, "--gps", gps.path, "--baud", "9600",
+                             "--state", str(state)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_until(lambda: (state / "control.sock").exists())
+        assert tcu("status", "--state", str(state)).returncode == 0
+        assert tcu("trigger", "crash", "--state", str(state)).returncode == 0
+        cleared = tcu("trigger", "clear", "crash", "--state", str(state))
+        assert cleared.returncode == 0 and "is latched: it runs to its time bound" in cleared.stdout, cleared
+        assert "done" not in cleared.stdout
+        assert tcu("reload", "--state", str(state)).returncode == 1  # no config file: refused, but reached
+        both = tcu("status", "--state", str(state), "--control", str(state / "control.sock"))
+        assert both.returncode == 2 and "not both" in both.stderr
+    finally:
+        unit.terminate()
+        unit.wait(15)
+        gps.close()
+    alone = tcu("trigger", "clear")
+    assert alone.returncode == 2 and "needs the trigger to clear: tcu trigger clear KIND" in alone.stderr
+    usage = tcu("trigger", "--help").stdout
+    assert usage.startswith("usage: tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]")
+
+
+def test_run_help_lists_every_input_spec_form() -> None:
+    text = " ".join(tcu("run", "--help").stdout.split())
+    for form in ("fifo:PATH", "file:PATH", "pty:PATH", "gpio:PIN=KIND[,cancel-hold=S]"):
+        assert form in text

@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--indicator", metavar="SPEC",
                         help="privacy indicator output: none (default), file:PATH, sysfs-led:NAME or gpio:PIN")
     parser.add_argument("--input", action="append", metavar="SPEC",
-                        help="a trigger input (repeatable; replaces the config file's inputs)")
+                        help="a trigger input (repeatable; replaces the config file's inputs): fifo:PATH "
+                             "(a named pipe: echo crash > PATH), file:PATH (a file followed like tail -F), "
+                             "pty:PATH (a serial-console pty that answers ok/refused), "
+                             "gpio:PIN=KIND[,cancel-hold=S] (a button to ground, BCM numbering)")
     parser.add_argument("--e2e-key", metavar="FILE", help="seal located uplinks end to end with this key (hex)")
     parser.add_argument("--backend-key", metavar="PEM",
                         help="the backend's Ed25519 public key: accept commands it signed (key id 'backend')")
