@@ -116,3 +116,23 @@ def test_backend_sessions_shows_gaps_and_sessions_with_no_start(tmp_path: Path) 
     objects = [json.loads(line) for line in listed.splitlines()]
     assert sorted((o["session"], o["state"], o["missing_seq"]) for o in objects) == [
         (1, "ended (trigger_cleared)", [[3, 5]]), (2, "ended (trigger_cleared)", [[3, 5]])]
+
+
+def test_backend_lines_name_the_unit_a_late_joiners_times_and_purposes_and_command_results(mosquitto) -> None:
+    from tcu.tools.backend import format_record
+
+    backend = Backend(mosquitto.url, client_id="edges-lines-%d" % time.monotonic_ns(), persistent=False)
+    topic_a, topic_b = uplink_topic("unit-a", 3), uplink_topic("unit-b", 3)
+    try:  # joined late: session 1's start was never seen
+        publish(mosquitto.url, [(topic_a, messages.encode_report(5, 1, 2, 12, 481374300, 115754900)),
+                                (topic_a, messages.encode_session_end(6, 1, int(time.time()), 1)),
+                                (topic_b, messages.encode_command_response(1, 77, messages.RESULT_REJECTED, 7)),
+                                (topic_b, messages.encode_command_response(2, 78, messages.RESULT_ACCEPTED, 1))])
+        assert backend.wait_for(4, timeout_s=10)
+        lines = [format_record(r) for r in backend.records]
+    finally:
+        backend.close()
+    assert lines[0].startswith("unit-a ~20") and "theft_tracking" in lines[0] and "?" not in lines[0]
+    assert lines[1].startswith("unit-a 20") and "theft_tracking" in lines[1] and "(trigger_cleared)" in lines[1]
+    assert lines[2].startswith("unit-b ") and "command 77 rejected (replayed)" in lines[2]
+    assert "command 78 accepted" in lines[3]

@@ -25,7 +25,7 @@ from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_upli
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.tools import seq_gaps
 from tcu.tools.tls_options import add_tls_arguments, check_link
-from tcu.tools.view import UplinkView
+from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
 
@@ -124,6 +124,8 @@ class Backend:
                 self.rejected.append("%s: %s" % (message.topic, err))
             return
         record["unit"], record["boot"] = unit, boot
+        if record["type"] in ("report", "batch") and record.get("time") is None:
+            record["received"] = iso_utc(time.time())  # joined after the session's start
         with self._cond:
             self.received += 1
             cursor = self.db.execute(
@@ -172,15 +174,21 @@ class Backend:
 
 
 def format_record(record: Record) -> str:
-    """One readable line for an uplink."""
-    head = "%s %-13s seq %-4d session %d %s" % (
-        record.get("time") or "?", record["type"], record["seq"], record["session"], record.get("purpose") or "")
+    """One readable line for an uplink: the unit first (two units both have a session 1); a
+    report whose session start this backend never saw shows its receive time, marked '~'."""
+    when = record.get("time") or ("~" + record["received"] if record.get("received") else "?")
+    head = "%s%s %-13s seq %-4d session %d %s" % (
+        "%s " % record["unit"] if record.get("unit") else "", when, record["type"], record["seq"],
+        record["session"], record.get("purpose") or "")
     if "lat" in record:
         head += "  %.7f, %.7f" % (record["lat"], record["lon"])
         if "speed" in record:
             head += "  %.0f km/h %d deg" % (record["speed"] * 3.6, record.get("course", 0))
     elif record["type"] == "session_end":
         head += "  (%s)" % record["reason"]
+    elif record["type"] == "command_response":
+        head += "  command %d %s%s" % (record["counter"], record["result"],
+                                       " (%s)" % record["reason"] if record.get("reason") else "")
     return head + "  [%d B]" % record["bytes"]
 
 
