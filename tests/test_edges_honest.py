@@ -137,3 +137,16 @@ def test_run_help_lists_every_input_spec_form() -> None:
     text = " ".join(tcu("run", "--help").stdout.split())
     for form in ("fifo:PATH", "file:PATH", "pty:PATH", "gpio:PIN=KIND[,cancel-hold=S]"):
         assert form in text
+
+
+def test_a_bad_key_file_is_named_once_with_no_faq_link(tmp_path: Path) -> None:
+    from tcu.emulator.crypto import load_e2e_key, load_private_key, load_public_key
+
+    pem = tmp_path / "backend.pem"
+    pem.write_text("-----BEGIN PUBLIC KEY-----\ngarbage\n-----END PUBLIC KEY-----\n")
+    for load, path in ((load_public_key, pem), (load_private_key, pem), (load_public_key, tmp_path),
+                       (load_e2e_key, pem), (load_e2e_key, tmp_path / "missing")):
+        with pytest.raises(UsageError) as err:
+            load(path)  # type: ignore[operator]
+        text = str(err.value)
+        assert text.count(str(path)) == 1 and "http" not in text and "Errno" not in text, text
