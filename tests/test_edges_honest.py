@@ -150,3 +150,10 @@ def test_a_bad_key_file_is_named_once_with_no_faq_link(tmp_path: Path) -> None:
             load(path)  # type: ignore[operator]
         text = str(err.value)
         assert text.count(str(path)) == 1 and "http" not in text and "Errno" not in text, text
+
+
+def test_audit_verify_on_a_file_that_is_not_an_audit_log_says_so() -> None:
+    readme = str(Path(__file__).resolve().parents[1] / "README.md")
+    result = tcu("audit", "verify", readme)
+    assert result.returncode == 2 and "is not a tcu audit log" in result.stderr
+    assert "Expecting value" not in result.stderr and "char 0" not in result.stderr
