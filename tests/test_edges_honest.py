@@ -157,3 +157,24 @@ def test_audit_verify_on_a_file_that_is_not_an_audit_log_says_so() -> None:
     result = tcu("audit", "verify", readme)
     assert result.returncode == 2 and "is not a tcu audit log" in result.stderr
     assert "Expecting value" not in result.stderr and "char 0" not in result.stderr
+
+
+def test_doctor_names_the_process_holding_the_port_and_hints_when_there_are_none(tmp_path: Path) -> None:
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    holder = subprocess.Popen(["sleep", "60"], stdin=open(path, "rb"))  # noqa: SIM115 - the child keeps it
+    try:
+        result = tcu("doctor", "--gps", path, "--baud", "9600", "--window", "0.3", "--json",
+                     "--state", str(tmp_path / "state"))
+    finally:
+        holder.kill()
+        holder.wait(5)
+        os.close(master)
+        os.close(slave)
+    gps = next(line for line in result.stdout.splitlines() if '"check": "gps"' in line)
+    assert "is held open by" in gps and "PID %d (" % holder.pid in gps, gps
+    assert "check the cable" not in result.stdout
+    none = subprocess.run([*CLI, "doctor", "--window", "0.1"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TCU_CONFIG": ""}, cwd=tmp_path)
+    if "no serial ports found" in none.stderr:  # a machine with ports lists them instead
+        assert none.returncode == 1 and "plug the receiver in" in none.stderr
