@@ -121,8 +121,10 @@ def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
                 items.append(json.loads(line))
             except json.JSONDecodeError:
                 if not items:  # the first line is not even JSON: some other file
-                    raise SourceError("%s is not a tcu audit log (its first line is not a JSON header)" % path) from None
-                raise SourceError("the audit log %s is damaged: line %d is not a JSON record" % (path, number)) from None
+                    raise SourceError("%s is not a tcu audit log (its first line is not a JSON header)"
+                                      % path) from None
+                raise SourceError("the audit log %s is damaged: line %d is not a JSON record"
+                                  % (path, number)) from None
     if not items or not isinstance(items[0], dict) or items[0].get("audit") != 1:
         raise SourceError("%s is not a tcu audit log (no header)" % path)
     return items[0], items[1:]

@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from test_daemon import tcu, wait_until
+
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.uplink import uplink_topic
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
 from tcu.tools.seq_gaps import SeqGaps
-from test_daemon import tcu, wait_until
 
 DEMO = str(Path(__file__).resolve().parents[1] / "tools" / "data" / "demo-drive.log")
 CLI = [sys.executable, "-m", "tcu.tools.cli"]

@@ -11,11 +11,12 @@ import time
 from pathlib import Path
 
 import pytest
+from test_daemon import LiveGps, tcu, wait_until
+
 from tcu.emulator.replay import Replay, parse_trigger
 from tcu.firmware.errors import UsageError
 from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Unit
-from test_daemon import LiveGps, tcu, wait_until
 
 EXCERPT = str(Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log")
 CLI = [sys.executable, "-m", "tcu.tools.cli"]
@@ -178,3 +179,16 @@ def test_doctor_names_the_process_holding_the_port_and_hints_when_there_are_none
                           env={**os.environ, "TCU_CONFIG": ""}, cwd=tmp_path)
     if "no serial ports found" in none.stderr:  # a machine with ports lists them instead
         assert none.returncode == 1 and "plug the receiver in" in none.stderr
+
+
+def test_backend_keygen_e2e_writes_a_key_the_unit_and_backend_load(tmp_path: Path) -> None:
+    from tcu.emulator.crypto import load_e2e_key
+
+    made = tcu("backend", "keygen", "--e2e", "--out", str(tmp_path))
+    assert made.returncode == 0, made.stderr
+    key = tmp_path / "e2e.key"
+    assert os.stat(key).st_mode & 0o777 == 0o600
+    text = key.read_text()
+    assert len(text) == 65 and text.endswith("\n") and len(load_e2e_key(key)) == 32
+    again = tcu("backend", "keygen", "--e2e", "--out", str(tmp_path))
+    assert again.returncode == 2 and "not overwriting" in again.stderr and key.read_text() == text

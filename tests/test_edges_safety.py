@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from test_daemon import LiveGps, tcu, wait_until
+
 from tcu.emulator.state_lock import StateLock
 from tcu.firmware.errors import SourceError, UsageError
 from tcu.hal.serial_port import ReconnectingSource
