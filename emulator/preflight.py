@@ -11,7 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from urllib.parse import urlsplit
-from tcu.emulator.uplink import TlsOptions, parse_broker_url
+from tcu.emulator.uplink import TlsOptions, parse_broker_url, redact_url
 from tcu.firmware.errors import UsageError
 
 # (label, path): the label names where the path came from (an option, or a config key)
@@ -24,9 +24,10 @@ def check_broker_url(url: str, name: str = "--broker") -> None:
     parts = urlsplit(url)
     extra = (parts.path if parts.path not in ("", "/") else "") + ("?" + parts.query if parts.query else "") \
         + ("#" + parts.fragment if parts.fragment else "")
-    if extra:
+    if extra:  # the message never shows a password from the URL
+        host = parts.netloc.rpartition("@")[2]
         raise UsageError("%s %s: %r after the port means nothing to MQTT; give %s://%s" % (
-            name, url, extra, parts.scheme, parts.netloc))
+            name, redact_url(url), extra, parts.scheme, host))
 
 
 def _readable(label: str, path: str) -> None:
@@ -47,7 +48,7 @@ def check_tls(url: str, ca: Named, cert: Named, key: Named) -> None:
     if not parse_broker_url(url).tls:
         if given:
             raise UsageError("%s is for mqtts:// only, and the broker is %s: use mqtts://... or drop it"
-                             % (" and ".join(label for label, _ in given), url))
+                             % (" and ".join(label for label, _ in given), redact_url(url)))
         return
     for label, path in given:
         assert path is not None

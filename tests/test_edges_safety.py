@@ -180,3 +180,10 @@ def test_the_shipped_mosquitto_conf_starts_a_broker_that_keeps_every_queued_mess
         proc.terminate()
         _, err = proc.communicate(timeout=10)
     assert "Error" not in err, err
+
+
+def test_a_refused_broker_url_never_shows_its_password() -> None:
+    for url in ("mqtt://ann:s3cret@127.0.0.1:1883/units", "mqtt://ann:s3cret@127.0.0.1:1883"):
+        extra = ["--tls-ca", "/etc/hostname"] if not url.endswith("units") else []
+        result = tcu("backend", "--broker", url, *extra)
+        assert result.returncode == 2 and "s3cret" not in result.stderr and "Traceback" not in result.stderr

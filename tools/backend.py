@@ -20,11 +20,12 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
-from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
+from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.tools import seq_gaps
-from tcu.tools.tls_options import add_tls_arguments, check_link
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
 from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
@@ -43,7 +44,8 @@ class Backend:
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
-                 limit: int = 0, on_note: Callable[[str], None] | None = None) -> None:
+                 auth: Credentials | None = None, limit: int = 0,
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
@@ -76,7 +78,8 @@ class Backend:
             # every connect: a broker that restarted without its sessions forgot the subscription
             client.on_connect = self._on_connect
 
-        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
+        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol,
+                                   auth=auth)
         self._client.on_disconnect = self._on_disconnect  # once connected: says so when the broker goes
         self._subscribed.wait(5)
 
@@ -84,12 +87,13 @@ class Backend:
         client.subscribe(ALL_UPLINKS, qos=1)
         if self._lost:
             self._lost = False
-            self._note("the broker %s is back; subscribed again" % self.url)
+            self._note("the broker %s is back; subscribed again" % redact_url(self.url))
 
     def _on_disconnect(self, client: mqtt.Client, *args: object) -> None:
         if not self._closing and not self._lost:
             self._lost = True
-            self._note("lost the broker %s; reconnecting (its session keeps what arrives meanwhile)" % self.url)
+            self._note("lost the broker %s; reconnecting (its session keeps what arrives meanwhile)"
+                       % redact_url(self.url))
 
     def _note(self, text: str) -> None:
         if self._on_note is not None:
@@ -239,9 +243,10 @@ def run(args: argparse.Namespace) -> int:
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls, e2e_key=e2e_key,
-                          on_uplink=table.add if table else None, limit=args.count,
+                          on_uplink=table.add if table else None, auth=broker_auth(args), limit=args.count,
                           on_note=lambda text: print("backend: %s" % text, file=sys.stderr, flush=True))
-        print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+        print("backend: subscribed to %s on %s" % (ALL_UPLINKS, redact_url(args.broker)), file=sys.stderr,
+              flush=True)
         receive(backend, args.count)
     return 0
 
