@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import Sequence
 from urllib.parse import urlsplit
+
 from tcu.emulator.uplink import TlsOptions, parse_broker_url, redact_url
 from tcu.firmware.errors import UsageError
 

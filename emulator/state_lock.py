@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+
 from tcu.firmware.errors import UsageError
 
 LOCK_NAME = "lock"
