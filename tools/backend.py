@@ -56,6 +56,7 @@ class Backend:
         self.sealed_unopened = 0  # sealed end to end, and no --e2e-key
         self.gaps = seq_gaps.SeqGaps()
         self._lost = self._closing = False
+        self._in_callback = 0
         self._on_note = on_note  # a live remark: a gap, a sealed uplink, the broker lost or back
         self._on_record = on_record
         self._on_uplink = on_uplink  # (unit, boot, payload) of each new uplink: the live table
@@ -103,9 +104,15 @@ class Backend:
         with self._cond:
             if self.limit and len(self.records) >= self.limit:
                 return  # not acknowledged: redelivered to the next session with this client id
-        self._handle(message)
-        if self.limit:
-            client.ack(message.mid, message.qos)
+            self._in_callback += 1
+        try:
+            self._handle(message)
+            if self.limit:
+                client.ack(message.mid, message.qos)
+        finally:
+            with self._cond:  # close() waits for this: the last PUBACK goes out before DISCONNECT
+                self._in_callback -= 1
+                self._cond.notify_all()
 
     def _handle(self, message: mqtt.MQTTMessage) -> None:
         unit, boot = parse_uplink_topic(message.topic)
@@ -171,6 +178,8 @@ class Backend:
 
     def close(self) -> None:
         self._closing = True
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_callback == 0, timeout=5)
         self._client.disconnect()
         self._client.loop_stop()
         with self._cond:
