@@ -56,6 +56,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
         description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
     trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
+    trigger.add_argument("--test", action="store_true",
+                         help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
     _where(trigger)
     trigger.set_defaults(run=run_trigger)
     status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
@@ -97,8 +99,13 @@ def parse_words(words: list[str]) -> tuple[str, str]:
 
 def run_trigger(args: argparse.Namespace) -> int:
     op, kind = parse_words(args.words)
+    request: dict[str, Any] = {"op": op, "kind": kind}
+    if args.test:
+        if op != "trigger" or kind not in ("crash", "sos"):
+            raise UsageError("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
+        request["test"] = True
     control = control_of(args)
-    answer = ask(control, {"op": op, "kind": kind})
+    answer = ask(control, request)
     if not answer.get("ok"):
         print("tcu trigger: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1
@@ -110,7 +117,8 @@ def run_trigger(args: argparse.Namespace) -> int:
                   "time bound; privacy indicator ON" % (kind, ", ".join(str(s["session"]) for s in still),
                                                         still[0].get("purpose")))
             return 0
-    print("tcu trigger: %s %s: done; privacy indicator %s" % (op, kind, "ON" if answer.get("indicator") else "off"))
+    print("tcu trigger: %s %s%s: done; privacy indicator %s"
+          % (op, kind, " (test call)" if args.test else "", "ON" if answer.get("indicator") else "off"))
     return 0
 
 

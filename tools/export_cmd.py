@@ -64,6 +64,10 @@ def run_sessions(args: argparse.Namespace) -> int:
                 (session.unit, session.boot), [])]}))
         return 0
     print(sessions_table(sessions))
+    if sessions:
+        real = sum(1 for s in sessions if s.emergency)
+        tests = sum(1 for s in sessions if s.test)
+        print("emergencies (crash, sos): %d real, %d test calls (not counted as real)" % (real, tests))
     for (unit, boot), ranges in gaps.items():
         print("gap: unit %s boot %d: %d uplinks missing from the store (seq %s)"
               % (unit, boot, seq_gaps.count(ranges), seq_gaps.describe(ranges)))

@@ -97,8 +97,10 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
                     action = Publish(sealed, action.priority, action.sid, action.seq, action.located)
                 uplink.send(action)
 
+        from tcu.emulator.msd import Vehicle, encoder_for  # crash and sos sessions send an eCall MSD
+
         try:
-            stats = Replay(Unit(), windows, sink).run_stream(stream)
+            stats = Replay(Unit(msd_encoder=encoder_for(Vehicle())), windows, sink).run_stream(stream)
             uplink.drain(timeout_s=30)
         except KeyboardInterrupt:
             raise ReplayInterrupted(len(uplink.outbox), uplink.boot) from None
