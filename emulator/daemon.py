@@ -26,6 +26,7 @@ from tcu.emulator.config import Config
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
+from tcu.emulator.state_lock import StateLock
 from tcu.emulator.uplink import TlsOptions
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.firmware.events import Cancel, FixEvent, TriggerOff, TriggerOn
@@ -97,17 +98,28 @@ class UnitDaemon:
         self.loader: Callable[[], Config] | None = None
         self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
         self.closing = False
-        self.indicator = open_indicator(indicator)
+        self.state_lock = StateLock(state_dir)  # first: a second unit on this directory touches nothing
+        try:
+            self.indicator = open_indicator(indicator)
+        except BaseException:
+            self.state_lock.release()
+            raise
         self.gps = GpsHealth(gps)
         self.inputs: Any = None
-        self._stream = open_gps(gps, baudrate)
+        try:
+            self._stream = open_gps(gps, baudrate)
+        except BaseException:
+            self.indicator.close()
+            self.state_lock.release()
+            raise
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
                                  services=services, auth=auth, vehicle=vehicle)
-        except BaseException:  # the GPS port and the indicator are released on every failure
+        except BaseException:  # the GPS port, the indicator and the lock are released on every failure
             self._stream.close()
             self.indicator.close()
+            self.state_lock.release()
             raise
         self.control_path = control or os.path.join(state_dir, "control.sock")
         try:
@@ -116,6 +128,7 @@ class UnitDaemon:
             self._stream.close()
             self.live.close()
             self.indicator.close()
+            self.state_lock.release()
             raise
         try:
             self.inputs = self.open_inputs(inputs)
@@ -240,6 +253,7 @@ class UnitDaemon:
         self._stream.close()
         self.live.close()
         self.indicator.close()
+        self.state_lock.release()  # last: the outbox and audit log are closed
 
 
 class _Handler(socketserver.StreamRequestHandler):

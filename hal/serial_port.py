@@ -86,6 +86,7 @@ class SerialSource(Closing):
             baudrate, self._early = detect_baud(url, window_s=detect_window_s)
         self.baudrate = baudrate or DEFAULT_BAUDRATE
         self._port = _open(url, self.baudrate, READ_TIMEOUT_S)
+        self._closed = False
 
     def read(self) -> bytes:
         """Return what arrived (at least one byte unless the read timeout expired)."""
@@ -99,8 +100,15 @@ class SerialSource(Closing):
             return bytes(first) + bytes(self._port.read(min(self._port.in_waiting, CHUNK)))
         except (serial.SerialException, OSError) as exc:
             raise SourceError("cannot read serial source %s: %s" % (self.url, exc)) from exc
+        except (TypeError, AttributeError, ValueError):
+            # pyserial's read() racing close() from another thread (its fd already None in
+            # select()): a shutdown, not a bug in the caller
+            if self._closed:
+                raise SourceError("serial source %s is closed" % self.url) from None
+            raise
 
     def close(self) -> None:
+        self._closed = True
         self._port.close()
 
 
@@ -151,10 +159,15 @@ class ReconnectingSource(Closing):
                 return b""
             self.reconnects += 1
             self._event("reconnected to %s" % self.url)
+        source = self._source  # close() from another thread may clear it at any moment
+        if source is None:
+            raise SourceError("serial source %s is closed" % self.url)
         try:
-            return self._source.read()
+            return source.read()
         except SourceError as exc:
-            self._source.close()
+            if self._closed:
+                raise
+            source.close()
             self._source = None
             self.disconnects += 1
             self._next_try = time.monotonic() + self.retry_s

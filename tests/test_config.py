@@ -346,7 +346,7 @@ def test_trigger_inputs_from_the_config_and_a_reload_that_swaps_them(mosquitto, 
     path.write_text(text.replace("[gps]", 'inputs = ["fifo:%s"]\n[gps]' % fifo_a))
     unit = RunningUnit(tmp_path, str(path))
     try:
-        assert fifo_a.exists()
+        assert wait_until(fifo_a.exists)  # the inputs open just after the control socket
         fifo_a.write_text("trigger theft\n")
         assert wait_until(lambda: [s["trigger"] for s in unit.status()["sessions"]] == ["theft"])
         path.write_text(text.replace("[gps]", 'inputs = ["fifo:%s"]\n[gps]' % fifo_b))

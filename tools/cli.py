@@ -24,6 +24,7 @@ COMMANDS = {
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser for one command (fast), or for all of them (for `tcu --help`)."""
     parser = argparse.ArgumentParser(prog="tcu", description="tcu-emulator: a private-by-design telematics unit")
+    parser.add_argument("--version", action="version", version="tcu " + _version())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     import importlib
 
@@ -33,8 +34,17 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    from tcu import __version__
+
+    return str(__version__)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--version"]:  # without building every command's parser
+        print("tcu " + _version())
+        return 0
     parser = build_parser(argv[0] if argv else None)
     args = parser.parse_args(argv)
     try:

@@ -53,23 +53,40 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = ", ".join(sorted(TRIGGERS_BY_NAME))
     trigger = subparsers.add_parser(
         "trigger", help="raise, clear or cancel a trigger on the running unit",
+        usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
         description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
     trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
     trigger.add_argument("--test", action="store_true",
                          help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
-    trigger.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(trigger)
     trigger.set_defaults(run=run_trigger)
     status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
     status.add_argument("--json", action="store_true", help="the whole status as JSON")
-    status.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(status)
     status.set_defaults(run=run_status)
     reload = subparsers.add_parser("reload", help="make the running unit re-read its config file (as SIGHUP)")
-    reload.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(reload)
     reload.set_defaults(run=run_reload)
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", default=None, metavar="PATH",
+                        help="the unit's control socket (default: %s)" % default_control())
+    parser.add_argument("--state", default=None, metavar="DIR",
+                        help="the unit's state directory (tcu run --state): its socket DIR/control.sock")
+
+
+def control_of(args: argparse.Namespace) -> str:
+    if args.control and args.state:
+        raise UsageError("give --control PATH or --state DIR, not both")
+    return args.control or (os.path.join(args.state, "control.sock") if args.state else default_control())
 
 
 def parse_words(words: list[str]) -> tuple[str, str]:
     """['crash'] -> ('trigger', 'crash'); ['clear', 'theft'] -> ('clear', 'theft')."""
+    if len(words) == 1 and words[0] in ("clear", "cancel"):
+        raise UsageError("`tcu trigger %s` needs the trigger to %s: tcu trigger %s KIND (KIND: %s)" % (
+            words[0], words[0], words[0], ", ".join(sorted(TRIGGERS_BY_NAME))))
     if len(words) == 1:
         op, kind = "trigger", words[0]
     elif len(words) == 2 and words[0] in ("clear", "cancel"):
@@ -87,17 +104,26 @@ def run_trigger(args: argparse.Namespace) -> int:
         if op != "trigger" or kind not in ("crash", "sos"):
             raise UsageError("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
         request["test"] = True
-    answer = ask(args.control or default_control(), request)
+    control = control_of(args)
+    answer = ask(control, request)
     if not answer.get("ok"):
         print("tcu trigger: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1
+    if op == "clear":  # a latched service (crash) outlives its input: say so, not "done"
+        sessions = ask(control, {"op": "status"}).get("status", {}).get("sessions", [])
+        still = [s for s in sessions if s.get("trigger") == kind]
+        if still:
+            print("tcu trigger: clear %s: the input is released, but session %s (%s) is latched: it runs to its "
+                  "time bound; privacy indicator ON" % (kind, ", ".join(str(s["session"]) for s in still),
+                                                        still[0].get("purpose")))
+            return 0
     print("tcu trigger: %s %s%s: done; privacy indicator %s"
           % (op, kind, " (test call)" if args.test else "", "ON" if answer.get("indicator") else "off"))
     return 0
 
 
 def run_status(args: argparse.Namespace) -> int:
-    answer = ask(args.control or default_control(), {"op": "status"})
+    answer = ask(control_of(args), {"op": "status"})
     status = answer.get("status", {})
     if args.json:
         print(json.dumps(status, indent=1))
@@ -108,7 +134,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_reload(args: argparse.Namespace) -> int:
     """What the reload applied and what waits for a restart; exit 1 if it was refused."""
-    answer = ask(args.control or default_control(), {"op": "reload"}, timeout_s=30.0)
+    answer = ask(control_of(args), {"op": "reload"}, timeout_s=30.0)
     if not answer.get("ok"):
         print("tcu reload: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1

@@ -185,7 +185,7 @@ def test_unknown_event_and_trigger_raise_usage_error():
     raises_with(UsageError, "unknown event", unit.handle, object(), T0)
     raises_with(UsageError, "no service", unit.handle, TriggerOn(99), T0)
     assert sv.trigger_code("crash") == sv.CRASH
-    raises_with(UsageError, "unknown trigger", sv.trigger_code, "stolen")
+    raises_with(UsageError, "started only by a signed backend command", sv.trigger_code, "stolen")
 
 
 def test_a_downlink_to_a_unit_without_keys_is_rejected():
