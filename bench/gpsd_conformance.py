@@ -100,7 +100,7 @@ def reference(chk: Path) -> dict[int, tuple[int, int, int]]:
 def compare(log: Path, verbose: bool = False) -> dict[str, int]:
     """Row of the table for one log."""
     ref = reference(Path(str(log) + ".chk"))
-    row = dict.fromkeys(COLUMNS, 0)
+    row: dict[str, int] = dict.fromkeys(COLUMNS, 0)
     row["reports"] = len(ref)
     ours: dict[int, Fix] = {}
     for fix in iter_fixes(str(log)):

@@ -270,10 +270,11 @@ class DurableUplink:
         """Wait up to timeout for the broker or a wake-up; the packets that arrived."""
         if conn.pending():
             timeout = 0.0
-        readable, _, _ = select.select([conn, self._wake_r], [], [], max(timeout, 0.0))
+        fd = conn.fileno()
+        readable, _, _ = select.select([fd, self._wake_r], [], [], max(timeout, 0.0))
         if self._wake_r in readable:
             self._drain_wake()
-        if conn in readable or conn.pending():
+        if fd in readable or conn.pending():
             return conn.receive()
         return []
 

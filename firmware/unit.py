@@ -106,7 +106,7 @@ class Unit:
     def _by_priority(self) -> "list[Session]":
         return sorted(self.sessions.values(), key=lambda s: (s.service.priority, s.sid))
 
-    def _input(self, service: "Service", event: str, now_ms: int, actions: list,
+    def _input(self, service: "Service", event: str, now_ms: int, actions: "list[Any]",
                until_ms: "int | None" = None, case: "str | None" = None) -> None:
         session = self.sessions.get(service.trigger)
         state = session.state if session else tr.IDLE
@@ -126,7 +126,7 @@ class Unit:
             session.state = next_state
 
     def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
-               actions: list) -> None:
+               actions: "list[Any]") -> None:
         session = Session(self._next_sid, service, state, now_ms, end_ms)
         self._next_sid += 1
         self.sessions[service.trigger] = session
@@ -135,13 +135,13 @@ class Unit:
             seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case)
         actions.append(Publish(payload, service.priority, session.sid, seq, False))
 
-    def _end(self, session: Session, reason: int, now_ms: int, actions: list) -> None:
+    def _end(self, session: Session, reason: int, now_ms: int, actions: "list[Any]") -> None:
         del self.sessions[session.service.trigger]  # the session, and all it held, is gone
         seq = self._seq()
         payload = messages.encode_session_end(seq, session.sid, now_ms // 1000, reason)
         actions.append(Publish(payload, session.service.priority, session.sid, seq, False))
 
-    def _sample(self, fix: "Fix", now_ms: int, actions: list) -> None:
+    def _sample(self, fix: "Fix", now_ms: int, actions: "list[Any]") -> None:
         """Overlapping sessions combine: one report when any of them is due, at the most
         demanding period, with the union of their fields, named after the highest-priority
         session and listing the others; each counts it against its own sample bound."""
@@ -159,7 +159,7 @@ class Unit:
             if session.samples >= session.service.max_samples:
                 self._input(session.service, tr.SAMPLES_DONE, now_ms, actions)
 
-    def _command(self, payload: bytes, now_ms: int, actions: list) -> None:
+    def _command(self, payload: bytes, now_ms: int, actions: "list[Any]") -> None:
         """Verify, then carry out, one downlink command; a refused one changes nothing."""
         try:
             if self.verifier is None:
@@ -177,7 +177,7 @@ class Unit:
             return
         self._respond(command.counter, messages.RESULT_ACCEPTED, sid, actions)
 
-    def _execute(self, command: "Command", now_ms: int, actions: list) -> int:
+    def _execute(self, command: "Command", now_ms: int, actions: "list[Any]") -> int:
         """Carry out an authentic command; the session it concerns (0: none), or Refused."""
         if command.code in (cmd.CMD_TRACK_STOLEN, cmd.CMD_LAWFUL_REQUEST):
             service = self._service(STOLEN if command.code == cmd.CMD_TRACK_STOLEN else LAWFUL)
@@ -208,7 +208,7 @@ class Unit:
                 return session
         raise Refused("no active session %d" % sid)
 
-    def _respond(self, counter: int, result: int, detail: int, actions: list) -> None:
+    def _respond(self, counter: int, result: int, detail: int, actions: "list[Any]") -> None:
         seq = self._seq()
         payload = messages.encode_command_response(seq, counter, result, detail)
         actions.append(Publish(payload, 1, 0, seq, False))
@@ -218,7 +218,7 @@ class Unit:
         self._next_seq += 1
         return seq
 
-    def _update_indicator(self, actions: list) -> None:
+    def _update_indicator(self, actions: "list[Any]") -> None:
         on = bool(self.sessions)
         if on != self.indicator:
             self.indicator = on

@@ -174,7 +174,7 @@ def decode(data: bytes) -> Message:
     return decoder(items, version)
 
 
-def _decode_status(items: list, version: int) -> Message:
+def _decode_status(items: "list[Any]", version: int) -> Message:
     _arity(items, 3, 3, "status")
     msg = Message(T_STATUS, 0, 0, version)
     msg.time = _uint(items, 1, "time")
@@ -182,7 +182,7 @@ def _decode_status(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_start(items: list, version: int) -> Message:
+def _decode_start(items: "list[Any]", version: int) -> Message:
     _arity(items, 6, 7, "session start")
     msg = Message(T_SESSION_START, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
@@ -195,7 +195,7 @@ def _decode_start(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_end(items: list, version: int) -> Message:
+def _decode_end(items: "list[Any]", version: int) -> Message:
     _arity(items, 5, 5, "session end")
     msg = Message(T_SESSION_END, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.time = _uint(items, 3, "time")
@@ -203,7 +203,7 @@ def _decode_end(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_response(items: list, version: int) -> Message:
+def _decode_response(items: "list[Any]", version: int) -> Message:
     _arity(items, 5, 5, "command response")
     msg = Message(T_COMMAND_RESPONSE, _uint(items, 1, "seq"), 0, version)
     msg.counter = _uint(items, 2, "counter")
@@ -215,7 +215,7 @@ def _decode_response(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_report(items: list, version: int) -> Message:
+def _decode_report(items: "list[Any]", version: int) -> Message:
     _arity(items, 7, 10, "located report")
     if len(items) == 8:
         raise cbor.DecodeError("located report has speed without course")
@@ -242,7 +242,7 @@ def _decode_report(items: list, version: int) -> Message:
     return msg
 
 
-def _located_head(items: list, type_: int, version: int) -> Message:
+def _located_head(items: "list[Any]", type_: int, version: int) -> Message:
     msg = Message(type_, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
     msg.dt = _int(items, 4, "dt", _INT32_MIN, _INT32_MAX)
@@ -251,7 +251,7 @@ def _located_head(items: list, type_: int, version: int) -> Message:
     return msg
 
 
-def _decode_batch(items: list, version: int) -> Message:
+def _decode_batch(items: "list[Any]", version: int) -> Message:
     _arity(items, 10, 10, "located batch")
     msg = _located_head(items, T_BATCH, version)
     msg.speed_kmh = _int(items, 7, "speed", 0, 0xFFFF)
@@ -279,7 +279,7 @@ _DECODERS = {
 }
 
 
-def _arity(items: list, low: int, high: int, what: str) -> None:
+def _arity(items: "list[Any]", low: int, high: int, what: str) -> None:
     if not low <= len(items) <= high:
         raise cbor.DecodeError("%s has %d items, expected %d..%d" % (what, len(items), low, high))
 
@@ -291,10 +291,10 @@ def _int(items: "Any", index: "Any", name: str, low: int, high: int) -> int:
     return value
 
 
-def _uint(items: list, index: int, name: str) -> int:
+def _uint(items: "list[Any]", index: int, name: str) -> int:
     return _int(items, index, name, 0, (1 << 64) - 1)
 
 
-def _optional(items: list, index: int, name: str, low: int, high: int) -> "int | None":
+def _optional(items: "list[Any]", index: int, name: str, low: int, high: int) -> "int | None":
     return None if items[index] is None else _int(items, index, name, low, high)
 

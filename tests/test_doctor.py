@@ -224,5 +224,5 @@ def test_mutual_tls_handshakes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert status == 0 and good["tls"]["level"] == "ok" and "certificate verified" in good["tls"]["detail"]
     assert good["mqtt"]["level"] == "ok"
     assert other_ca["tls"]["level"] == "FAIL" and "certificate verify failed" in other_ca["tls"]["detail"]
-    refused = no_cert.get("tls") if no_cert.get("tls", {}).get("level") == "FAIL" else no_cert["mqtt"]
+    refused = no_cert["tls"] if no_cert.get("tls", {}).get("level") == "FAIL" else no_cert["mqtt"]
     assert refused["level"] == "FAIL" and "--tls-cert" in refused["remedy"]

@@ -172,7 +172,7 @@ def test_status_is_online_while_connected_and_offline_after(mosquitto, tmp_path:
     seen: list[bytes] = []
     got = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="status-%d" % time.monotonic_ns())
-    client.on_message = lambda c, u, m: (seen.append(m.payload), got.set())
+    client.on_message = lambda c, u, m: (seen.append(bytes(m.payload)), got.set()) and None
     client.connect("127.0.0.1", mosquitto.port)
     client.subscribe(status_topic("unit-status"), qos=1)
     client.loop_start()

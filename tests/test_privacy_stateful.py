@@ -127,6 +127,7 @@ class PrivacyMachine(RuleBasedStateMachine):
 
     def _check(self, msg: messages.Message, had_sessions: set[int]) -> None:
         if msg.type == messages.T_SESSION_START:
+            assert msg.trigger is not None
             self.sessions[msg.sid] = {"start": msg.time, "purpose": msg.purpose, "samples": 0, "ended": False,
                                       "bound": SERVICES[msg.trigger].bound_s, "max": SERVICES[msg.trigger].max_samples}
         elif msg.type == messages.T_SESSION_END:

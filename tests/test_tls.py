@@ -382,7 +382,7 @@ def test_a_signed_command_goes_out_over_mutual_tls(broker: TlsMosquitto, pki: Pk
     received: list[bytes] = []
 
     def setup(client: mqtt.Client) -> None:
-        client.on_message = lambda c, u, message: received.append(message.payload)
+        client.on_message = lambda c, u, message: received.append(bytes(message.payload))
 
     url = "mqtts://127.0.0.1:%d" % broker.port
     listener = open_client(url, "tcu-%s-down" % UNIT_ID, timeout_s=WAIT_S, setup=setup, tls=unit_tls(pki, pki.client))

@@ -65,7 +65,7 @@ class Backend:
             client.on_message = self._on_message
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
-            client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1)
+            client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1) and None
 
         self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
         self._subscribed.wait(5)
