@@ -21,15 +21,37 @@ COMMANDS = {
 }
 
 
+# command -> its line in `tcu --help`, which lists the commands without importing any of them
+# (tests/test_imports.py checks each line against the help its module registers).
+SUMMARIES = {
+    "replay": "run the unit over a recorded NMEA trace, publishing its uplinks",
+    "fixes": "print the fixes decoded from a trace file or a live receiver",
+    "backend": "subscribe to units' uplinks, decode and print them; `keygen` and `command` for signed "
+               "commands; `sessions`, `export`, `plot` and `watch` for a store",
+    "demo": "the whole loop with nothing installed: broker, backend, unit, timeline",
+    "record": "record a live receiver into a replayable trace file",
+    "replay-serial": "write a trace into a serial port at its original pace",
+    "doctor": "find serial ports that speak NMEA, their baud rate and fix",
+    "audit": "the disclosure audit log",
+    "run": "run the unit: GPS in, uplinks out, a control socket for testers",
+    "trigger": "raise, clear or cancel a trigger on the running unit",
+    "status": "the running unit's state, sessions, indicator, GPS, link, outbox",
+    "reload": "make the running unit re-read its config file (as SIGHUP)",
+}
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser for one command (fast), or for all of them (for `tcu --help`)."""
+    """The parser for one command, importing only its module; without a known command, the
+    list of commands (what `tcu --help` and a mistyped command need), importing none."""
     parser = argparse.ArgumentParser(prog="tcu", description="tcu-emulator: a private-by-design telematics unit")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    import importlib
+    if command in COMMANDS:
+        import importlib
 
-    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
-    for name in modules:
-        importlib.import_module("tcu.tools." + name).register(subparsers)
+        importlib.import_module("tcu.tools." + COMMANDS[command]).register(subparsers)
+    else:
+        for name in COMMANDS:
+            subparsers.add_parser(name, help=SUMMARIES.get(name, ""), add_help=False)
     return parser
 
 
