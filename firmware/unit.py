@@ -248,9 +248,9 @@ def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields:
     if fields & F_QUALITY:
         ext[messages.EXT_MODE] = fix.mode
         if fix.sats is not None:
-            ext[messages.EXT_SATS] = fix.sats
+            ext[messages.EXT_SATS] = min(fix.sats, messages.MAX_SATS)
         if fix.hdop_c is not None:
-            ext[messages.EXT_HDOP_D] = (fix.hdop_c + 5) // 10
+            ext[messages.EXT_HDOP_D] = min((fix.hdop_c + 5) // 10, messages.MAX_HDOP_D)
     dt = fix.time_ms // 1000 - session.start_ms // 1000
     return messages.encode_report(seq, session.sid, session.service.purpose, dt, fix.lat_e7,
                                   fix.lon_e7, speed, course, ext, motion)

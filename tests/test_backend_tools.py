@@ -95,9 +95,10 @@ class Store:
             elif kind == 4:
                 self.ends[sid] = items[3]
             elif kind == 2:
-                ext = items[9] if len(items) > 9 else {}
+                ext = items[-1] if isinstance(items[-1], dict) else {}
+                alt = items[9] if len(items) > 9 and isinstance(items[9], int) else None  # then quality, map
                 fix = (self.starts[sid] + items[4], items[5], items[6], items[7] if len(items) > 7 else None,
-                       items[8] if len(items) > 8 else None, ext.get(1))
+                       items[8] if len(items) > 8 else None, alt)
                 for served in [sid, *ext.get(5, [])]:
                     self.tracks.setdefault(served, []).append(fix)
         for track in self.tracks.values():
