@@ -6,15 +6,19 @@ The socket speaks one JSON object per line each way; see emulator/daemon.py.
 
 from __future__ import annotations
 
-import argparse
+import _socket  # socket.py's wrappers (and the enum module they import) cost more than this whole request
 import json
 import os
-import socket
 import sys
-from typing import Any
+from types import SimpleNamespace
 
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.firmware.services import TRIGGERS_BY_NAME, trigger_code
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # neither is imported at run time: `tcu trigger` starts as fast as it can
+    import argparse
+    from typing import Any
 
 DEFAULT_STATE = "tcu-state"
 
@@ -26,7 +30,8 @@ def default_control() -> str:
 def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Send one request to the unit at path; its answer, or LinkError."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             sock.settimeout(timeout_s)
             sock.connect(path)
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -36,6 +41,8 @@ def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str,
                 if not chunk:
                     break
                 data += chunk
+        finally:
+            sock.close()
     except (FileNotFoundError, ConnectionRefusedError):
         raise LinkError("no unit is listening on %s (is `tcu run` running? --control or TCU_CONTROL)" % path) from None
     except OSError as err:
@@ -66,6 +73,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     reload.set_defaults(run=run_reload)
 
 
+def fast_args(argv: list[str]) -> SimpleNamespace | None:
+    """`tcu trigger ...` / `tcu status ...` parsed without argparse (its import is a large part
+    of the start-up time); None for anything else (help, a typo, another option): argparse then."""
+    command, rest = argv[0], argv[1:]
+    values: dict[str, object] = {"command": command, "control": None, "json": False}
+    words = []
+    while rest:
+        arg = rest.pop(0)
+        if arg == "--control" and rest:
+            values["control"] = rest.pop(0)
+        elif arg.startswith("--control="):
+            values["control"] = arg.split("=", 1)[1]
+        elif arg == "--json" and command == "status":
+            values["json"] = True
+        elif arg.startswith("-") or command != "trigger":
+            return None
+        else:
+            words.append(arg)
+    if command == "trigger":
+        if not words:
+            return None
+        return SimpleNamespace(words=words, run=run_trigger, **values)
+    return SimpleNamespace(run=run_status, **values) if command == "status" else None
+
+
 def parse_words(words: list[str]) -> tuple[str, str]:
     """['crash'] -> ('trigger', 'crash'); ['clear', 'theft'] -> ('clear', 'theft')."""
     if len(words) == 1:
@@ -78,7 +110,7 @@ def parse_words(words: list[str]) -> tuple[str, str]:
     return op, kind
 
 
-def run_trigger(args: argparse.Namespace) -> int:
+def run_trigger(args: argparse.Namespace | SimpleNamespace) -> int:
     op, kind = parse_words(args.words)
     answer = ask(args.control or default_control(), {"op": op, "kind": kind})
     if not answer.get("ok"):
@@ -88,7 +120,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
+def run_status(args: argparse.Namespace | SimpleNamespace) -> int:
     answer = ask(args.control or default_control(), {"op": "status"})
     status = answer.get("status", {})
     if args.json:
