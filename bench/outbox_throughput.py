@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.replay import Replay, TriggerWindow
 from tcu.firmware.services import CRASH, SOS, THEFT
 from tcu.firmware.unit import Unit

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import serial
+
 from tcu.firmware.errors import SourceError
 
 from .framer import NmeaFramer

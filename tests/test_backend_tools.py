@@ -25,6 +25,7 @@ import geojson
 import gpxpy
 import pytest
 from conftest import DEMO_TRACE, Mosquitto
+
 from tcu.tools.backend import Backend
 
 TRIGGERS = ["--trigger", "theft@30+200", "--trigger", "crash@100", "--trigger", "roadside@350"]

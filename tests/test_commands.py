@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_check import assert_valid
+
 from tcu.emulator.crypto import ed25519_verify, open_uplink, seal_uplink
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, PersistCounter, Publish, Tick
@@ -16,7 +18,6 @@ from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages
-from wire_check import assert_valid
 
 UNIT = "unit-0001"
 NOW = 1_700_000_000

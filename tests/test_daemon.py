@@ -16,6 +16,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+
 from tcu.tools.backend import Backend
 
 UNIT = "unit-run-1"

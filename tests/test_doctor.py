@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
+from test_tls import TlsMosquitto
+
 from tcu.hal.framer import nmea_checksum
 from tcu.tools.cli import main
 from tcu.tools.doctor_checks import check_clock
-from test_tls import TlsMosquitto
 
 EPOCH = b"".join(b"$%s*%02X\r\n" % (body, nmea_checksum(body)) for body in (
     b"GPRMC,120000.00,A,4807.03800,N,01131.00000,E,0.0,0.0,010126,,,A",

@@ -6,13 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portable.portable_support import feed_fixes, fix_at  # shared with the MicroPython tests
+from wire_check import assert_valid
+
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.events import Cancel, FixEvent, Indicator, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol import messages
-from wire_check import assert_valid
 
 T0 = 1_700_000_000_000
 

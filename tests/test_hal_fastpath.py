@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tcu.firmware.fix import Fix
 from tcu.hal import FixStream, Heartbeat, iter_fixes
 from tcu.hal import nmea_decode as fast

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes

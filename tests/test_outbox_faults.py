@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from wire_check import assert_valid
+
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.outbox import Outbox, next_boot
 from tcu.emulator.outbox_runner import crash_and_sos_uplinks
@@ -24,7 +26,6 @@ from tcu.firmware.errors import LinkError
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
 from tcu.tools.replay_cmd import replay_to_broker
-from wire_check import assert_valid
 
 DRAIN_BOUND_S = 2.0  # the issue: after the broker comes back the backlog starts draining within 2 s
 

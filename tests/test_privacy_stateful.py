@@ -17,6 +17,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, Indicator, Publish, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix

@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow
 from tcu.firmware import services as sv
 from tcu.firmware.events import Publish

@@ -6,6 +6,7 @@ import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor, messages
 

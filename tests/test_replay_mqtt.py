@@ -17,9 +17,10 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pynmea2
 import pytest
+from wire_check import assert_valid
+
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
-from wire_check import assert_valid
 
 TRACE = "quectel-l76k-dual.log"  # 130 s at 1 Hz, NMEA with binary frames between
 

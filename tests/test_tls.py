@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from pki import UNIT_ID, KeyPair, Pki, make_pki
+
 from tcu.emulator.uplink import TlsOptions, open_client
 from tcu.firmware.errors import LinkError
 

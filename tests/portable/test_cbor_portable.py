@@ -5,6 +5,7 @@ CPython and under scripts/micropython_tests.py on MicroPython.
 """
 
 from portable_support import raises, raises_with
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor
 

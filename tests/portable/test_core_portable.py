@@ -4,6 +4,7 @@ Runs under pytest on CPython and under scripts/micropython_tests.py on MicroPyth
 """
 
 from portable_support import LAT, LON, T0, feed_fixes, fix_at, of_type, publishes, raises, raises_with
+
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.errors import ProtocolError, TcuError, UsageError

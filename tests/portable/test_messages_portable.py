@@ -4,6 +4,7 @@ Runs under pytest on CPython and under scripts/micropython_tests.py on MicroPyth
 """
 
 from portable_support import LAT, LON, raises, raises_with
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor, messages
 
