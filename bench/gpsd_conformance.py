@@ -133,7 +133,7 @@ def compare(log: Path, verbose: bool = False, ref: dict[int, tuple[int, int, int
     """Row of the table for one log (against its .chk, or the live gpsd's ``ref``)."""
     if ref is None:
         ref = reference(Path(str(log) + ".chk"))
-    row = dict.fromkeys(COLUMNS, 0)
+    row: dict[str, int] = dict.fromkeys(COLUMNS, 0)
     row["reports"] = len(ref)
     ours: dict[int, Fix] = {}
     for fix in iter_fixes(str(log)):

@@ -11,13 +11,16 @@ import heapq
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.firmware.services import TRIGGER_NAMES, trigger_code
 from tcu.firmware.unit import Unit
+
+if TYPE_CHECKING:
+    from tcu.hal import FixStream
 
 _TRIGGER_RE = re.compile(r"^([A-Za-z]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?$")
 
@@ -90,7 +93,7 @@ class Replay:
         self.finish()
         return self.stats
 
-    def run_stream(self, stream: Any) -> ReplayStats:
+    def run_stream(self, stream: FixStream) -> ReplayStats:
         """Replay a hal FixStream with the idle path: while no session is active the HAL
         parses no position at all, and its heartbeats (one per receiver second) only move
         the clock; a session switches positions on, and its first fix is the next epoch."""

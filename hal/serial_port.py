@@ -10,9 +10,10 @@ bytes read at the rate that worked are handed out first, so none are lost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import serial
+
 from tcu.firmware.errors import SourceError
 
 from .framer import NmeaFramer
@@ -25,14 +26,14 @@ DETECT_WINDOW_S = 1.5  # per rate: long enough for one burst at 1 Hz
 RETRY_S = 0.25  # pause between attempts to reopen a device that went away
 
 
-def _open(url: str, baudrate: int, timeout: float) -> serial.SerialBase:
+def _open(url: str, baudrate: int, timeout: float) -> serial.Serial:
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise SourceError("cannot open serial source %s: %s" % (url, exc)) from exc
 
 
-def probe(port: serial.SerialBase, window_s: float, enough: int | None = 2) -> tuple[bytes, list[str]]:
+def probe(port: serial.Serial, window_s: float, enough: int | None = 2) -> tuple[bytes, list[str]]:
     """Read ``port`` for up to ``window_s``; return the bytes and the valid sentences in them.
 
     Stops early once ``enough`` sentences are valid (two by default: one could be luck on a
@@ -51,7 +52,7 @@ def probe(port: serial.SerialBase, window_s: float, enough: int | None = 2) -> t
     return bytes(data), sentences
 
 
-def detect_baud(url: str, rates: tuple[int, ...] = BAUD_RATES, window_s: float = DETECT_WINDOW_S,
+def detect_baud(url: str, rates: Sequence[int] = BAUD_RATES, window_s: float = DETECT_WINDOW_S,
                 enough: int | None = 2) -> tuple[int, bytes]:
     """The first rate at which ``url`` gives checksum-valid NMEA, and the bytes read at it.
 

@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_daemon import LiveGps, tcu, wait_until
+
 from tcu.emulator.config import Config, changes, read_file, resolve
 from tcu.firmware import services as sv
 from tcu.firmware.errors import UsageError
 from tcu.tools.backend import Backend
 from tcu.tools.cli import build_parser
-from test_daemon import LiveGps, tcu, wait_until
 
 UNIT = "unit-config-1"
 

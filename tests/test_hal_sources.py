@@ -21,6 +21,7 @@ from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
 from tcu.hal.framing import sniff
+from tcu.hal.source_base import Source
 from tcu.hal.sources import CHUNK, SerialSource, TraceFile, open_source
 from tcu.tools import fixes_cmd
 
@@ -28,7 +29,7 @@ TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gps
 EXCERPT = Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log"
 
 
-def read_all(source: TraceFile | SerialSource) -> bytes:
+def read_all(source: Source) -> bytes:
     out = b""
     while chunk := source.read():
         out += chunk

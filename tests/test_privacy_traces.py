@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from gpsd_harness import GpsFake, have_gpsfake
 
-from tcu.emulator.replay import Replay, TriggerWindow
+from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow
 from tcu.firmware import services as sv
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
@@ -34,7 +34,7 @@ def session_window(window: TriggerWindow) -> tuple[float, float]:
     return window.start_s, window.start_s + service.bound_s
 
 
-def replay(log: Path | str, windows: list[TriggerWindow]) -> tuple[list[messages.Message], int, object]:
+def replay(log: Path | str, windows: list[TriggerWindow]) -> tuple[list[messages.Message], int, ReplayStats]:
     sent: list[bytes] = []
     stats = Replay(Unit(), windows, lambda action, now: sent.append(action.payload)
                    if isinstance(action, Publish) else None).run_stream(iter_fixes(str(log), positions_needed=False))
@@ -84,6 +84,7 @@ def test_located_uplinks_fall_inside_random_windows(log: Path) -> None:
             if not m.located:
                 continue
             start = opened[m.sid]
+            assert start.time is not None and m.dt is not None and start.trigger is not None
             when = start.time + m.dt
             inside = [w for w in windows if w.kind == start.trigger
                       and t0 + session_window(w)[0] - 1 <= when <= t0 + session_window(w)[1] + 1]

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from tcu.emulator.crypto import load_private_key
 from tcu.emulator.uplink import open_client
 from tcu.firmware.errors import LinkError, UsageError

@@ -6,15 +6,19 @@ The socket speaks one JSON object per line each way; see emulator/daemon.py.
 
 from __future__ import annotations
 
-import argparse
+import _socket  # socket.py's wrappers (and the enum module they import) cost more than this whole request
 import json
 import os
-import socket
 import sys
-from typing import Any
+from types import SimpleNamespace
 
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.firmware.services import TRIGGERS_BY_NAME, trigger_code
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # neither is imported at run time: `tcu trigger` starts as fast as it can
+    import argparse
+    from typing import Any
 
 DEFAULT_STATE = "tcu-state"
 
@@ -26,7 +30,8 @@ def default_control() -> str:
 def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Send one request to the unit at path; its answer, or LinkError."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             sock.settimeout(timeout_s)
             sock.connect(path)
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -36,6 +41,8 @@ def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str,
                 if not chunk:
                     break
                 data += chunk
+        finally:
+            sock.close()
     except (FileNotFoundError, ConnectionRefusedError):
         raise LinkError("no unit is listening on %s (is `tcu run` running? --control or TCU_CONTROL)" % path) from None
     except OSError as err:
@@ -76,10 +83,39 @@ def _where(parser: argparse.ArgumentParser) -> None:
                         help="the unit's state directory (tcu run --state): its socket DIR/control.sock")
 
 
-def control_of(args: argparse.Namespace) -> str:
+def control_of(args: argparse.Namespace | SimpleNamespace) -> str:
     if args.control and args.state:
         raise UsageError("give --control PATH or --state DIR, not both")
-    return args.control or (os.path.join(args.state, "control.sock") if args.state else default_control())
+    return str(args.control or (os.path.join(args.state, "control.sock") if args.state else default_control()))
+
+
+_FAST_OPTIONS = ("--control", "--state")
+
+
+def fast_args(argv: list[str]) -> SimpleNamespace | None:
+    """`tcu trigger ...` / `tcu status ...` parsed without argparse (its import is a large part
+    of the start-up time); None for anything else (help, a typo, another option): argparse then."""
+    command, rest = argv[0], argv[1:]
+    values: dict[str, object] = {"command": command, "control": None, "state": None, "json": False, "test": False}
+    words = []
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in _FAST_OPTIONS and (eq or rest):
+            values[name[2:]] = value if eq else rest.pop(0)
+        elif arg == "--json" and command == "status":
+            values["json"] = True
+        elif arg == "--test" and command == "trigger":
+            values["test"] = True
+        elif arg.startswith("-") or command != "trigger":
+            return None
+        else:
+            words.append(arg)
+    if command == "trigger":
+        if not words:
+            return None
+        return SimpleNamespace(words=words, run=run_trigger, **values)
+    return SimpleNamespace(run=run_status, **values) if command == "status" else None
 
 
 def parse_words(words: list[str]) -> tuple[str, str]:
@@ -97,7 +133,7 @@ def parse_words(words: list[str]) -> tuple[str, str]:
     return op, kind
 
 
-def run_trigger(args: argparse.Namespace) -> int:
+def run_trigger(args: argparse.Namespace | SimpleNamespace) -> int:
     op, kind = parse_words(args.words)
     request: dict[str, Any] = {"op": op, "kind": kind}
     if args.test:
@@ -122,7 +158,7 @@ def run_trigger(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
+def run_status(args: argparse.Namespace | SimpleNamespace) -> int:
     answer = ask(control_of(args), {"op": "status"})
     status = answer.get("status", {})
     if args.json:

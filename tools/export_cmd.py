@@ -155,7 +155,7 @@ def to_gpx(session: Session) -> str:
     gpx.description = describe(session)
     gpx.time = _when(session.start_s)
     track = gpxpy.gpx.GPXTrack(name=gpx.name, description=gpx.description)
-    track.type = session.purpose
+    track.type = session.purpose  # type: ignore[assignment]  # gpxpy leaves GPXTrack.type unannotated: None
     segment = gpxpy.gpx.GPXTrackSegment()
     track.segments.append(segment)
     gpx.tracks.append(track)
