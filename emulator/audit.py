@@ -27,7 +27,8 @@ FIELDS = ("n", "time", "boot", "seq", "session", "purpose", "digest", "prev")
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    canonical = json.dumps([record[k] for k in FIELDS], separators=(",", ":"))
+    marks = ["test"] if record.get("test") is True else []  # a test call's mark is chained too
+    canonical = json.dumps([record[k] for k in FIELDS] + marks, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -59,10 +60,14 @@ class AuditLog:
             raise SourceError("the audit log %s is damaged: see `tcu audit verify %s`" % (path, path)) from None
         self.records = records
 
-    def append(self, time_s: int, boot: int, seq: int, session: int, purpose: str, payload: bytes) -> dict[str, Any]:
+    def append(self, time_s: int, boot: int, seq: int, session: int, purpose: str, payload: bytes,
+               test: bool = False) -> dict[str, Any]:
+        """test: the session is a test call (tcu trigger crash|sos --test), marked in the record."""
         record: dict[str, Any] = {"n": self.next_n, "time": time_s, "boot": boot, "seq": seq, "session": session,
                                      "purpose": purpose, "digest": hashlib.sha256(payload).hexdigest(),
                                      "prev": self.last}
+        if test:
+            record["test"] = True
         record["hash"] = record_hash(record)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")
@@ -111,9 +116,20 @@ class AuditLog:
 def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-        items = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SourceError("cannot read the audit log %s: %s" % (path, err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError("cannot read the audit log %s: %s" % (
+            path, err.strerror if isinstance(err, OSError) else "not UTF-8 text")) from None
+    items: list[Any] = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError:
+                if not items:  # the first line is not even JSON: some other file
+                    raise SourceError("%s is not a tcu audit log (its first line is not a JSON header)"
+                                      % path) from None
+                raise SourceError("the audit log %s is damaged: line %d is not a JSON record"
+                                  % (path, number)) from None
     if not items or not isinstance(items[0], dict) or items[0].get("audit") != 1:
         raise SourceError("%s is not a tcu audit log (no header)" % path)
     return items[0], items[1:]

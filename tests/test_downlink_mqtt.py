@@ -10,6 +10,8 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from wire_check import assert_valid
+
 from tcu.emulator.audit import AuditLog, verify
 from tcu.emulator.crypto import ed25519_verify, open_uplink
 from tcu.emulator.live import LiveUnit
@@ -18,7 +20,6 @@ from tcu.firmware.events import FixEvent, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages
-from wire_check import assert_valid
 
 UNIT = "unit-live-1"
 SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
@@ -119,19 +120,22 @@ def test_sealed_location_is_opaque_on_the_broker(mosquitto, tmp_path) -> None:
             unit.handle(FixEvent(Fix(now_ms, 481374300, 115754900, 3, 51900, 13900, 9000, 11, 94)))
             topic = unit.topic
         deadline = time.monotonic() + 10
-        while len(peer.uplinks) < 3 and time.monotonic() < deadline:
+        while len(peer.uplinks) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         sealed = [p for t, p in peer.uplinks if isinstance(cbor2.loads(p), cbor2.CBORTag)]
-        assert len(sealed) == 1 and all(t == topic for t, _ in peer.uplinks)
-        assert_valid(sealed[0], "sealed-uplink")
-        assert (481374300).to_bytes(4, "big") not in sealed[0]  # the latitude is not on the wire
-        report = messages.decode(open_uplink(sealed[0], key, topic))
+        assert len(sealed) == 2 and all(t == topic for t, _ in peer.uplinks)  # the MSD's start, the report
+        for payload in sealed:
+            assert_valid(payload, "sealed-uplink")
+            assert (481374300).to_bytes(4, "big") not in payload  # the latitude is not on the wire
+        with_msd = messages.decode(open_uplink(sealed[0], key, topic))
+        assert with_msd.type == messages.T_SESSION_START and with_msd.msd is not None  # a position: sealed too
+        report = messages.decode(open_uplink(sealed[1], key, topic))
         assert (report.lat_e7, report.lon_e7) == (481374300, 115754900)
         assert [m.type for m in peer.decoded()] == [messages.T_SESSION_START, messages.T_SESSION_END]
         # The disclosure is on the unit's record: what, when, why, and a digest, no position.
         records = AuditLog(tmp_path / "audit.log").records
-        assert [(r["session"], r["purpose"], r["digest"]) for r in records] == [
-            (report.sid, "crash_notification", hashlib.sha256(sealed[0]).hexdigest())]
+        assert [(r["session"], r["purpose"], r["digest"]) for r in records] == [  # the MSD, the report
+            (report.sid, "crash_notification", hashlib.sha256(payload).hexdigest()) for payload in sealed]
         assert verify(tmp_path / "audit.log").intact
     finally:
         peer.close()

@@ -20,12 +20,14 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
-from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
-from tcu.tools.view import UplinkView
+from tcu.tools import seq_gaps
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
+from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
 
@@ -43,13 +45,20 @@ class Backend:
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
-                 auth: Credentials | None = None) -> None:
+                 auth: Credentials | None = None, limit: int = 0,
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
         self.rejected: list[str] = []
         self.received = 0  # messages, duplicates included
         self.duplicates = 0
+        self.limit = limit  # stop at this many unique uplinks; later ones stay unacknowledged
+        self.sealed_unopened = 0  # sealed end to end, and no --e2e-key
+        self.gaps = seq_gaps.SeqGaps()
+        self._lost = self._closing = False
+        self._in_callback = 0
+        self._on_note = on_note  # a live remark: a gap, a sealed uplink, the broker lost or back
         self._on_record = on_record
         self._on_uplink = on_uplink  # (unit, boot, payload) of each new uplink: the live table
         self._view = UplinkView()
@@ -64,18 +73,51 @@ class Backend:
             raise UsageError("--store %s: %s" % (store, err)) from None
 
         def setup(client: mqtt.Client) -> None:
+            if limit:  # messages past the limit are not acknowledged: the next run gets them
+                client.manual_ack_set(True)
             client.on_message = self._on_message
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
-            client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1)
+            client.on_connect = self._on_connect
 
         self._client: mqtt.Client | None = None  # url None: no broker, SMS copies only
         if url:
             self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent,
                                        protocol=protocol, auth=auth)
+            self._client.on_disconnect = self._on_disconnect  # once connected: says so when the broker goes
             self._subscribed.wait(5)
 
+    def _on_connect(self, client: mqtt.Client, *args: object) -> None:
+        client.subscribe(ALL_UPLINKS, qos=1)
+        if self._lost:
+            self._lost = False
+            self._note("the broker %s is back; subscribed again" % redact_url(self.url or ""))
+
+    def _on_disconnect(self, client: mqtt.Client, *args: object) -> None:
+        if not self._closing and not self._lost:
+            self._lost = True
+            self._note("lost the broker %s; reconnecting (its session keeps what arrives meanwhile)"
+                       % redact_url(self.url or ""))
+
+    def _note(self, text: str) -> None:
+        if self._on_note is not None:
+            self._on_note(text)
+
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            if self.limit and len(self.records) >= self.limit:
+                return  # not acknowledged: redelivered to the next session with this client id
+            self._in_callback += 1
+        try:
+            self._handle(message)
+            if self.limit:
+                client.ack(message.mid, message.qos)
+        finally:
+            with self._cond:  # close() waits for this: the last PUBACK goes out before DISCONNECT
+                self._in_callback -= 1
+                self._cond.notify_all()
+
+    def _handle(self, message: mqtt.MQTTMessage) -> None:
         self.ingest(message.topic, bytes(message.payload))
 
     def ingest_sms(self, pdu: str) -> int:
@@ -101,18 +143,25 @@ class Backend:
         """One uplink copy from topic (tcu/v1/UNIT/up/BOOT): decoded, stored once."""
         unit, boot = parse_uplink_topic(topic)
         boot = boot or 0
-        message_topic = topic
         try:
             if is_sealed(payload):  # sealed end to end by the unit: only this backend can open it
                 if self.e2e_key is None:
-                    raise ProtocolError("a sealed uplink, and no --e2e-key to open it")
-                payload = open_uplink(payload, self.e2e_key, message_topic)
+                    with self._cond:
+                        self.sealed_unopened += 1
+                        first = self.sealed_unopened == 1
+                    if first:
+                        self._note("a sealed uplink from %s and no --e2e-key to open it: sealed uplinks are "
+                                   "counted, not shown" % unit)
+                    return
+                payload = open_uplink(payload, self.e2e_key, topic)
             record = self._view.describe(payload, "%s/%d" % (unit, boot))
         except ProtocolError as err:
             with self._cond:
-                self.rejected.append("%s: %s" % (message_topic, err))
+                self.rejected.append("%s: %s" % (topic, err))
             return
         record["unit"], record["boot"] = unit, boot
+        if record["type"] in ("report", "batch") and record.get("time") is None:
+            record["received"] = iso_utc(time.time())  # joined after the session's start
         with self._cond:
             self.received += 1
             cursor = self.db.execute(
@@ -122,7 +171,11 @@ class Backend:
                 self.duplicates += 1
                 return
             self.records.append(record)
+            gap = self.gaps.add(unit, boot, record["seq"]) if isinstance(record["seq"], int) else None
             self._cond.notify_all()
+        if gap is not None:
+            self._note("unit %s boot %d: seq %s missing (%d uplinks lost or not yet delivered)" % (
+                unit, boot, seq_gaps.describe([gap]), seq_gaps.count([gap])))
         if self._on_record is not None:
             self._on_record(record)
         if self._on_uplink is not None:
@@ -149,6 +202,9 @@ class Backend:
         return True
 
     def close(self) -> None:
+        self._closing = True
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_callback == 0, timeout=5)
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -157,15 +213,21 @@ class Backend:
 
 
 def format_record(record: Record) -> str:
-    """One readable line for an uplink."""
-    head = "%s %-13s seq %-4d session %d %s" % (
-        record.get("time") or "?", record["type"], record["seq"], record["session"], record.get("purpose") or "")
+    """One readable line for an uplink: the unit first (two units both have a session 1); a
+    report whose session start this backend never saw shows its receive time, marked '~'."""
+    when = record.get("time") or ("~" + record["received"] if record.get("received") else "?")
+    head = "%s%s %-13s seq %-4d session %d %s" % (
+        "%s " % record["unit"] if record.get("unit") else "", when, record["type"], record["seq"],
+        record["session"], record.get("purpose") or "")
     if "lat" in record:
         head += "  %.7f, %.7f" % (record["lat"], record["lon"])
         if "speed" in record:
             head += "  %.0f km/h %d deg" % (record["speed"] * 3.6, record.get("course", 0))
     elif record["type"] == "session_end":
         head += "  (%s)" % record["reason"]
+    elif record["type"] == "command_response":
+        head += "  command %d %s%s" % (record["counter"], record["result"],
+                                       " (%s)" % record["reason"] if record.get("reason") else "")
     return head + "  [%d B]" % record["bytes"]
 
 
@@ -198,10 +260,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export_cmd.register_verbs(verbs)
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
+    from tcu.tools import msd_cmd
+
+    msd_cmd.register_verb(verbs, export_cmd.SELECTOR_HELP)
     from tcu.tools import backend_sms
 
     backend_sms.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch|sms]"
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|sms]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,6 +276,7 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
+    tls = check_link(args.broker, args)
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
     with contextlib.ExitStack() as stack:
         table = None
@@ -219,8 +285,9 @@ def run(args: argparse.Namespace) -> int:
 
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
-                          store=args.store, tls=tls_options(args), e2e_key=e2e_key,
-                          on_uplink=table.add if table else None, auth=broker_auth(args))
+                          store=args.store, tls=tls, e2e_key=e2e_key,
+                          on_uplink=table.add if table else None, auth=broker_auth(args), limit=args.count,
+                          on_note=lambda text: print("backend: %s" % text, file=sys.stderr, flush=True))
         print("backend: subscribed to %s on %s" % (ALL_UPLINKS, redact_url(args.broker)), file=sys.stderr,
               flush=True)
         if args.sms_log:
@@ -239,6 +306,12 @@ def receive(backend: Backend, count: int) -> None:
     finally:
         if backend.duplicates:
             print("backend: %d duplicates dropped" % backend.duplicates, file=sys.stderr)
+        if backend.sealed_unopened:
+            print("backend: %d sealed uplinks not opened: give --e2e-key FILE" % backend.sealed_unopened,
+                  file=sys.stderr)
+        for (unit, boot), ranges in backend.gaps.all().items():
+            print("backend: unit %s boot %d: %d uplinks not received by this backend (seq %s)" % (
+                unit, boot, seq_gaps.count(ranges), seq_gaps.describe(ranges)), file=sys.stderr)
         backend.close()
         for line in backend.rejected:
             print("backend: rejected %s" % line, file=sys.stderr)

@@ -434,7 +434,8 @@ def check_gpio(config: Config) -> list[Finding]:
 
 def run_checks(config: Config, window_s: float) -> list[Finding]:
     from tcu.tools.doctor_cmd import check_gps
+    from tcu.tools.doctor_gpsd import check_gpsd
     from tcu.tools.doctor_modem import check_modem
 
-    return [check_gps(config, window_s), *check_broker(config), *check_keys(config), *check_state(config),
-            check_control(config), *check_clock(), *check_gpio(config), *check_modem(config)]
+    return [check_gps(config, window_s), *check_gpsd(config), *check_broker(config), *check_keys(config),
+            *check_state(config), check_control(config), *check_clock(), *check_gpio(config), *check_modem(config)]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages, sms
 
@@ -30,6 +31,16 @@ SEALED_TOPIC = "tcu/v1/%s/up/%d" % (UNIT, BOOT)
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "protocol" / "golden"
 
 Vector = tuple[str, bytes, str]  # (CDDL rule, bytes, description)
+
+
+def golden_msd() -> bytes:
+    """The MSD of the crash vectors' first fix (3D, HDOP 0.9), a default [vehicle], no earlier fixes."""
+    from tcu.emulator import msd
+    from tcu.firmware.fix import MODE_3D, Fix
+    from tcu.firmware.msd import MsdValues
+
+    fix = Fix(T * 1000 + 1000, 481374300, 115754900, MODE_3D, 51900, 13900, 4400, 11, 90)
+    return msd.encode(MsdValues(1, True, False, fix, []), msd.Vehicle())
 
 
 def build_vectors() -> dict[str, Vector]:
@@ -51,6 +62,10 @@ def build_vectors() -> dict[str, Vector]:
                                                                                               115754900, 50, 22)]),
                          "the SMS fallback of a crash: its session start and first report, boot 3"),
         "session-start-crash": ("uplink", messages.encode_session_start(1, 1, 1, T, 1), "crash session 1 starts"),
+        "session-start-crash-msd": ("uplink", messages.encode_session_start(2, 1, 1, T, 1, msd=golden_msd()),
+                                    "crash session 1's start again, with its first eCall MSD (EN 15722 v2)"),
+        "session-start-sos-test": ("uplink", messages.encode_session_start(1, 2, 3, T, 3, test=True),
+                                   "a test call: sos session 2 starts (tcu trigger sos --test)"),
         "report-crash": ("uplink", messages.encode_report(2, 1, 1, 1, 481374300, 115754900, 50, 22,
                                                           {1: 519, 2: 11, 3: 9, 4: 3}), "crash report, all fields"),
         "report": ("uplink", report, "a report with time, position, speed, course, purpose, sequence"),
