@@ -6,18 +6,22 @@ Fields are positional because a located report must fit in 24 bytes; optional ex
 travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
 
   status         [head, time, state]                                     never a position
-  session start  [head, seq, sid, purpose, time, trigger, ?case]
+  session start  [head, seq, sid, purpose, time, trigger, ?case, ?time-source]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, ext]
   located batch  [head, seq, sid, purpose, dt, lat, lon, speed, course, [* dt, lat, lon, speed, course deltas]]
-  session end    [head, seq, sid, time, reason]
+  session end    [head, seq, sid, time, reason, ?time-source]
   command reply  [head, seq, counter, result, detail]
 
 time: Unix seconds (UTC). dt: seconds since its session's start time, which the session
 start message carries (so a report stays small). lat, lon: degrees * 1e7. speed: km/h,
 course: 2-degree steps 0..179 (the eCall MSD's resolution), either may be null.
 seq: the unit's uplink counter for this boot; (unit, boot, seq) identifies an uplink.
+time-source: where a session start's or end's time came from (TIME_*); absent means GNSS,
+the usual case, so it costs nothing then. A report's time is its session start's time plus
+dt, counted on the unit's monotonic clock: it has its session start's source. A status
+says it in its state bits (STATE_TIME_*).
 """
 
 from ..firmware.errors import ProtocolError
@@ -44,9 +48,17 @@ TYPE_NAMES = {
 STATE_ONLINE = 1  # status bits
 STATE_INDICATOR = 2  # a location session is active
 STATE_GNSS_FIX = 4
+STATE_TIME_TRUSTED = 8  # the time is GNSS time or an NTP-synchronised system clock
+STATE_TIME_NTP = 16  # ... and it came from the system clock (else GNSS, when trusted)
+
+# Where a time on the wire came from (session start and end: a trailing uint, absent = GNSS).
+TIME_GNSS = 0  # the receiver's time: a valid fix with a date (trusted)
+TIME_NTP = 1  # the system clock, synchronised by NTP (trusted)
+TIME_SYSTEM = 2  # the system clock, not synchronised: it may be hours or years off
 
 RESULT_ACCEPTED = 0
 RESULT_REJECTED = 1
+RESULT_PROVISIONAL = 2  # accepted, its validity window unchecked: the unit's time is not trusted
 
 EXT_ALT_M = 1  # altitude above mean sea level, whole metres
 EXT_SATS = 2  # satellites used
@@ -68,7 +80,7 @@ class Message:
     __slots__ = (
         "version", "type", "seq", "sid", "purpose", "time", "trigger", "dt",
         "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason", "case", "fixes",
-        "state", "counter", "result",
+        "state", "counter", "result", "time_source",
     )
 
     def __init__(self, type_: int, seq: int, sid: int, version: int = VERSION) -> None:
@@ -91,6 +103,7 @@ class Message:
         self.state = None  # type: int | None
         self.counter = None  # type: int | None
         self.result = None  # type: int | None
+        self.time_source = None  # type: int | None  # session start and end: TIME_*
 
     @property
     def located(self) -> bool:
@@ -102,10 +115,12 @@ def _head(type_: int) -> int:
 
 
 def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int,
-                         case: "str | None" = None) -> bytes:
+                         case: "str | None" = None, time_source: int = TIME_GNSS) -> bytes:
     fields = [_head(T_SESSION_START), seq, sid, purpose, time_s, trigger]  # type: list[Any]
     if case is not None:
         fields.append(case)
+    if time_source != TIME_GNSS:
+        fields.append(time_source)
     return cbor.encode(fields)
 
 
@@ -140,8 +155,11 @@ def encode_batch(seq: int, sid: int, purpose: int, fixes: "list[tuple[int, int, 
     return cbor.encode([_head(T_BATCH), seq, sid, purpose] + list(first) + [deltas])
 
 
-def encode_session_end(seq: int, sid: int, time_s: int, reason: int) -> bytes:
-    return cbor.encode([_head(T_SESSION_END), seq, sid, time_s, reason])
+def encode_session_end(seq: int, sid: int, time_s: int, reason: int, time_source: int = TIME_GNSS) -> bytes:
+    fields = [_head(T_SESSION_END), seq, sid, time_s, reason]  # type: list[Any]
+    if time_source != TIME_GNSS:
+        fields.append(time_source)
+    return cbor.encode(fields)
 
 
 def encode_report(
@@ -183,23 +201,36 @@ def _decode_status(items: list, version: int) -> Message:
 
 
 def _decode_start(items: list, version: int) -> Message:
-    _arity(items, 6, 7, "session start")
+    _arity(items, 6, 8, "session start")
     msg = Message(T_SESSION_START, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
     msg.time = _uint(items, 4, "time")
     msg.trigger = _uint(items, 5, "trigger")
-    if len(items) == 7:
+    rest = 6
+    if len(items) > 6 and (len(items) == 8 or not isinstance(items[6], int)):  # a case, then a time source
         if not isinstance(items[6], str) or not 0 < len(items[6].encode()) <= MAX_CASE_BYTES:
             raise cbor.DecodeError("case reference must be text of 1..%d bytes" % MAX_CASE_BYTES)
         msg.case = items[6]
+        rest = 7
+    msg.time_source = _time_source(items, rest)
     return msg
 
 
+def _time_source(items: list, index: int) -> int:
+    """The optional trailing time source at index (absent: GNSS); nothing may follow it."""
+    if len(items) <= index:
+        return TIME_GNSS
+    if len(items) > index + 1:
+        raise cbor.DecodeError("unexpected item after the time source")
+    return _int(items, index, "time source", TIME_NTP, TIME_SYSTEM)
+
+
 def _decode_end(items: list, version: int) -> Message:
-    _arity(items, 5, 5, "session end")
+    _arity(items, 5, 6, "session end")
     msg = Message(T_SESSION_END, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.time = _uint(items, 3, "time")
     msg.reason = _uint(items, 4, "reason")
+    msg.time_source = _time_source(items, 5)
     return msg
 
 
@@ -207,8 +238,8 @@ def _decode_response(items: list, version: int) -> Message:
     _arity(items, 5, 5, "command response")
     msg = Message(T_COMMAND_RESPONSE, _uint(items, 1, "seq"), 0, version)
     msg.counter = _uint(items, 2, "counter")
-    msg.result = _int(items, 3, "result", RESULT_ACCEPTED, RESULT_REJECTED)
-    if msg.result == RESULT_ACCEPTED:
+    msg.result = _int(items, 3, "result", RESULT_ACCEPTED, RESULT_PROVISIONAL)
+    if msg.result != RESULT_REJECTED:
         msg.sid = _uint(items, 4, "session")
     else:
         msg.reason = _uint(items, 4, "reason")
