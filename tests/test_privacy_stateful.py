@@ -17,6 +17,8 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from portable.portable_support import gnss_unit
+
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, Indicator, Publish, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
@@ -50,7 +52,7 @@ class PrivacyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         verifier = cmd.CommandVerifier(UNIT, [cmd.BackendKey(b"k", cose.ALG_HMAC_256_256, KEY)])
-        self.unit = Unit(verifier=verifier)
+        self.unit = gnss_unit(verifier=verifier)
         self.now = T0
         self.counter = 0
         self.link_up = True
