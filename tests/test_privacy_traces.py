@@ -7,11 +7,13 @@ import random
 from pathlib import Path
 
 import pytest
+
 from tcu.emulator.replay import Replay, TriggerWindow
 from tcu.firmware import services as sv
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.hal.gnss_time import RolloverCorrector
 from tcu.protocol import messages
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
@@ -55,7 +57,7 @@ def test_located_uplinks_fall_inside_random_windows(log: Path) -> None:
         if stats.first_fix_ms is None:
             assert msgs == []
             continue
-        t0 = stats.first_fix_ms // 1000
+        t0 = RolloverCorrector().correct(stats.first_fix_ms) // 1000  # report times are wall (GNSS) time
         opened = {m.sid: m for m in msgs if m.type == messages.T_SESSION_START}
         for m in msgs:
             if not m.located:

@@ -90,6 +90,12 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
                             recovered.describe() if recovered.cut_at is not None else "", uplink.boot)
 
 
+def clock_summary(stats: ReplayStats) -> str:
+    """What the virtual monotonic clock did with the receiver's time (emulator/replay.py)."""
+    return ("receiver time stepped back %d times and jumped forward %d times (not counted as elapsed time); "
+            "%d times corrected for GPS week rollover" % (stats.steps_back, stats.steps_forward, stats.rollovers))
+
+
 def run(args: argparse.Namespace) -> int:
     windows = [parse_trigger(text) for text in args.trigger]
     with contextlib.ExitStack() as stack:
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
           "%d uplinks (%d located) acknowledged by %s%s" % (
               stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located, url,
               "" if args.broker else " (embedded)"), file=sys.stderr)
+    print("replay: %s" % clock_summary(stats), file=sys.stderr)
     extra = []
     if result.link.backlog:
         extra.append("%d sent from the outbox's backlog" % result.link.backlog)
