@@ -8,6 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from portable.portable_support import fix_at, gnss_unit
+
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.clock import WallTime
