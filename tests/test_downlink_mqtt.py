@@ -100,7 +100,8 @@ def test_only_the_authentic_fresh_command_acts_also_after_a_restart(mosquitto, t
         starts = [m for m in peer.decoded() if m.type == messages.T_SESSION_START]
         assert [(m.purpose, m.case) for m in starts] == [(sv.P_STOLEN_VEHICLE_TRACKING, "police-7")]
 
-        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier(), clocks=Clocks(ntp=lambda: True)) as restarted:  # same state: counter kept
+        # same state: counter kept
+        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier(), clocks=Clocks(ntp=lambda: True)) as restarted:
             assert restarted.unit.command_counter == 7
             peer.command(valid)
             replies = peer.responses(7)
