@@ -194,7 +194,7 @@ class UnitDaemon:
             now = live.now_ms()
             sessions = [{"session": s.sid, "trigger": TRIGGER_NAMES[s.service.trigger],
                          "purpose": PURPOSE_NAMES[s.service.purpose], "samples": s.samples,
-                         "started": s.start_s, "ends_in_s": max(0, (s.end_ms - now) // 1000)}
+                         "started": s.start_wall_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000)}
                         for s in sorted(live.unit.sessions.values(), key=lambda s: s.sid)]
             indicator = live.unit.indicator
             clock = live.unit.clock

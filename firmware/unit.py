@@ -43,12 +43,12 @@ class Refused(TcuError):
 
 
 class Session:
-    """start_ms, end_ms, next_due_ms: monotonic. start_s, source: its start's wall time."""
+    """start_ms, end_ms, next_due_ms: monotonic. start_wall_ms, source: its start's wall time."""
 
-    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples", "start_s",
+    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples", "start_wall_ms",
                  "source", "window", "grid_ms")
 
-    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int, start_s: int,
+    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int, start_wall_ms: int,
                  source: int) -> None:
         self.sid = sid
         self.service = service
@@ -58,7 +58,7 @@ class Session:
         self.next_due_ms = start_ms  # the next point of the session's own sampling grid
         self.grid_ms = None  # type: int | None  # the grid's origin: its first sample
         self.samples = 0  # the samples it asked for (on its grid), whoever else shared them
-        self.start_s = start_s
+        self.start_wall_ms = start_wall_ms
         self.source = source
         # Started on untrusted time: (received at, monotonic ms; not_before; not_after; until),
         # checked once the time is trusted; until then the session samples nothing.
@@ -151,8 +151,9 @@ class Unit:
 
     def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
                actions: list) -> None:
-        start_s, source = self.clock.now(now_ms) // 1000, self.clock.source
-        session = Session(self._next_sid, service, state, now_ms, end_ms, start_s, source)
+        start_wall_ms, source = self.clock.now(now_ms), self.clock.source
+        start_s = start_wall_ms // 1000
+        session = Session(self._next_sid, service, state, now_ms, end_ms, start_wall_ms, source)
         self._next_sid += 1
         self.sessions[service.trigger] = session
         seq = self._seq()
@@ -184,7 +185,8 @@ class Unit:
             return
         lead = due[0]
         seq = self._seq()
-        payload = _report(seq, lead, [s.sid for s in due[1:]], fix, _union_fields(due), now_ms)
+        payload = _report(seq, lead, [s.sid for s in due[1:]], fix, _union_fields(due),
+                          _dt(lead, now_ms, self.clock.now(now_ms)))
         actions.append(Publish(payload, lead.service.priority, lead.sid, seq, True))
         for session in due:
             session.samples += 1
@@ -326,9 +328,18 @@ def _next_grid_point(session: Session, after_ms: int) -> int:
     return origin + ((after_ms - origin) // period_ms + 1) * period_ms
 
 
-def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields: int, now_ms: int) -> bytes:
-    """Encode fix as a located report of session (and others), with only the given fields.
-    Its time is dt after the session's start, counted on the monotonic clock."""
+def _dt(session: Session, now_ms: int, wall_ms: int) -> int:
+    """Seconds since the session's start: by wall time (the fix's own second) while wall
+    time agrees with the monotonic clock since the start, else by the monotonic clock alone,
+    so a step of the wall clock never moves a report's time away from its session's."""
+    mono_ms = now_ms - session.start_ms
+    if abs((wall_ms - session.start_wall_ms) - mono_ms) < 2000:
+        return wall_ms // 1000 - session.start_wall_ms // 1000
+    return (session.start_wall_ms % 1000 + mono_ms) // 1000
+
+
+def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields: int, dt: int) -> bytes:
+    """Encode fix as a located report of session (and others), with only the given fields."""
     motion = bool(fields & F_MOTION)
     speed = None if fix.speed_mms is None else (fix.speed_mms * 36 + 5000) // 10000
     course = None if fix.course_cdeg is None else ((fix.course_cdeg + 100) // 200) % 180
@@ -343,6 +354,5 @@ def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields:
             ext[messages.EXT_SATS] = fix.sats
         if fix.hdop_c is not None:
             ext[messages.EXT_HDOP_D] = (fix.hdop_c + 5) // 10
-    dt = (now_ms - session.start_ms) // 1000
     return messages.encode_report(seq, session.sid, session.service.purpose, dt, fix.lat_e7,
                                   fix.lon_e7, speed, course, ext, motion)
