@@ -6,7 +6,7 @@ Fields are positional because a located report must fit in 24 bytes; optional ex
 travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
 
   status         [head, time, state]                                     never a position
-  session start  [head, seq, sid, purpose, time, trigger, ?case, ?time-source]
+  session start  [head, seq, sid, purpose, time, trigger, ?case, ?{1: msd, 2: true, 3: time-source}]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, ext]
@@ -69,6 +69,11 @@ EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE, EXT_SESSIONS)
 MAX_SESSIONS = 8
 MAX_CASE_BYTES = 64  # a session start's case reference, UTF-8 (tcu.cddl: tstr .size (1..64))
 
+START_MSD = 1  # session start extension: an eCall MSD (EN 15722, UPER), repeated for a resend
+START_TEST = 2  # session start extension: true for a test call (`tcu trigger crash --test`)
+START_TIME_SOURCE = 3  # session start extension: where its time came from (TIME_NTP, TIME_SYSTEM)
+MAX_MSD_BYTES = 140
+
 MAX_UPLINK_SIZE = 512
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
@@ -80,7 +85,7 @@ class Message:
     __slots__ = (
         "version", "type", "seq", "sid", "purpose", "time", "trigger", "dt",
         "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason", "case", "fixes",
-        "state", "counter", "result", "time_source",
+        "state", "counter", "result", "msd", "test", "time_source",
     )
 
     def __init__(self, type_: int, seq: int, sid: int, version: int = VERSION) -> None:
@@ -103,6 +108,8 @@ class Message:
         self.state = None  # type: int | None
         self.counter = None  # type: int | None
         self.result = None  # type: int | None
+        self.msd = None  # type: bytes | None  # session start: the eCall MSD it carries
+        self.test = False  # session start: a test call, never a real emergency
         self.time_source = None  # type: int | None  # session start and end: TIME_*
 
     @property
@@ -115,12 +122,22 @@ def _head(type_: int) -> int:
 
 
 def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int,
-                         case: "str | None" = None, time_source: int = TIME_GNSS) -> bytes:
+                         case: "str | None" = None, msd: "bytes | None" = None, test: bool = False,
+                         time_source: int = TIME_GNSS) -> bytes:
+    """msd: an eCall MSD for this session (a session start resent with the same sid carries a
+    newer one); test: a test call; time_source: where time_s came from (absent: GNSS)."""
     fields = [_head(T_SESSION_START), seq, sid, purpose, time_s, trigger]  # type: list[Any]
     if case is not None:
         fields.append(case)
+    ext = {}  # type: dict[int, Any]
+    if msd is not None:
+        ext[START_MSD] = msd
+    if test:
+        ext[START_TEST] = True
     if time_source != TIME_GNSS:
-        fields.append(time_source)
+        ext[START_TIME_SOURCE] = time_source
+    if ext:
+        fields.append(ext)
     return cbor.encode(fields)
 
 
@@ -206,14 +223,33 @@ def _decode_start(items: list, version: int) -> Message:
     msg.purpose = _uint(items, 3, "purpose")
     msg.time = _uint(items, 4, "time")
     msg.trigger = _uint(items, 5, "trigger")
-    rest = 6
-    if len(items) > 6 and (len(items) == 8 or not isinstance(items[6], int)):  # a case, then a time source
-        if not isinstance(items[6], str) or not 0 < len(items[6].encode()) <= MAX_CASE_BYTES:
+    msg.time_source = TIME_GNSS
+    rest = items[6:]
+    if rest and isinstance(rest[-1], dict):
+        _start_ext(rest.pop(), msg)
+    if len(rest) > 1:
+        raise cbor.DecodeError("session start has %d items, expected a case and an extension map" % len(items))
+    if rest:
+        if not isinstance(rest[0], str) or not 0 < len(rest[0].encode()) <= MAX_CASE_BYTES:
             raise cbor.DecodeError("case reference must be text of 1..%d bytes" % MAX_CASE_BYTES)
-        msg.case = items[6]
-        rest = 7
-    msg.time_source = _time_source(items, rest)
+        msg.case = rest[0]
     return msg
+
+
+def _start_ext(ext: dict, msg: Message) -> None:
+    if not ext:
+        raise cbor.DecodeError("session start extension is an empty map")
+    for key in ext:
+        value = ext[key]
+        if key == START_MSD and isinstance(value, bytes) and 0 < len(value) <= MAX_MSD_BYTES:
+            msg.msd = value
+        elif key == START_TEST and value is True:
+            msg.test = True
+        elif key == START_TIME_SOURCE and value in (TIME_NTP, TIME_SYSTEM) and not isinstance(value, bool):
+            msg.time_source = value
+        else:
+            raise cbor.DecodeError("session start extension %r: expected 1 => MSD bytes (1..%d), 2 => true, "
+                                   "3 => time source 1..2" % (key, MAX_MSD_BYTES))
 
 
 def _time_source(items: list, index: int) -> int:

@@ -170,7 +170,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export_cmd.register_verbs(verbs)
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch]"
+    from tcu.tools import msd_cmd
+
+    msd_cmd.register_verb(verbs, export_cmd.SELECTOR_HELP)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd]"
 
 
 def run(args: argparse.Namespace) -> int:
