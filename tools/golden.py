@@ -71,7 +71,7 @@ def build_vectors() -> dict[str, Vector]:
         "session-start-stolen": ("uplink", messages.encode_session_start(6, 3, 6, T, 6, "police-2026-0042"),
                                  "stolen-vehicle tracking starts, with its case"),
         "session-start-system-clock": ("uplink", messages.encode_session_start(
-            1, 1, 1, T, 1, time_source=messages.TIME_SYSTEM), 
+            1, 1, 1, T, 1, time_source=messages.TIME_SYSTEM),
             "crash session 1 starts, stamped by an unsynchronised clock"),
         "session-end-ntp": ("uplink", messages.encode_session_end(5, 1, T + 600, 2, messages.TIME_NTP),
                             "crash session 1 hit its time bound, stamped by an NTP-synchronised clock"),
