@@ -1,7 +1,10 @@
 """`tcu backend`: the reference backend. Subscribes to every unit's uplinks at QoS 1 with a
 persistent session (a backend that reconnects misses nothing the broker kept), decodes each
-message strictly, deduplicates on (unit, boot, seq) and stores it in SQLite; a payload that
-does not decode is reported, never fatal.
+message strictly, deduplicates on (unit, boot, seq) and stores it (tools/store.py: SQLite,
+or PostgreSQL); a payload that does not decode is reported, never fatal. A message is
+acknowledged only once its row is committed, so a worker killed in between gets it again
+(QoS 1) and the key makes the second insert a no-op: with `--share GROUP` several workers
+split the uplinks through an MQTT 5 shared subscription and still store each exactly once.
 
 A unit sends an uplink again when it cannot know that the broker got it (a PUBACK lost with
 the link, a restart), so duplicates are normal: the store keeps one row per identity.
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -23,25 +25,22 @@ import paho.mqtt.client as mqtt
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
 from tcu.firmware.errors import ProtocolError, UsageError
+from tcu.tools.store import open_store, store_errors
 from tcu.tools.tls_options import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS uplinks (
-    unit TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, session INTEGER NOT NULL, payload BLOB NOT NULL, received REAL NOT NULL,
-    PRIMARY KEY (unit, boot, seq))"""
-
-
 class Backend:
-    """Subscribes at QoS 1; keeps every new uplink in `records` and in the SQLite store
-    (`store`: a file, or ':memory:'); counts `duplicates` it dropped."""
+    """Subscribes at QoS 1; keeps every new uplink in `records` and in the store (`store`: a
+    SQLite file, ':memory:' or a postgresql:// URL); counts `duplicates` it dropped.
+    share: subscribe as a member of this MQTT 5 shared-subscription group."""
 
     def __init__(self, url: str, on_record: Callable[[Record], None] | None = None,
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
-                 e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None) -> None:
+                 e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
+                 share: str | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
@@ -53,19 +52,19 @@ class Backend:
         self._view = UplinkView()
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        try:
-            self.db = sqlite3.connect(store, check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(SCHEMA)
-        except sqlite3.Error as err:
-            raise UsageError("--store %s: %s" % (store, err)) from None
+        self.worker = client_id
+        self.store_name = store
+        self.store = open_store(store, write=True)
+        topic = ALL_UPLINKS if share is None else "$share/%s/%s" % (share, ALL_UPLINKS)
+        if share is not None:
+            protocol = mqtt.MQTTv5
 
         def setup(client: mqtt.Client) -> None:
             client.on_message = self._on_message
+            client.manual_ack_set(True)  # acknowledged once stored: see _on_message
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
-            client.on_connect = lambda c, *a: c.subscribe(ALL_UPLINKS, qos=1)
+            client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
 
         self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
         self._subscribed.wait(5)
@@ -83,14 +82,20 @@ class Backend:
         except ProtocolError as err:
             with self._cond:
                 self.rejected.append("%s: %s" % (message.topic, err))
+            client.ack(message.mid, message.qos)
             return
         record["unit"], record["boot"] = unit, boot
         with self._cond:
             self.received += 1
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO uplinks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (unit, boot, record["seq"], record["type"], record["session"], payload, time.time()))
-            if cursor.rowcount == 0:
+            try:
+                with store_errors(self.store_name):
+                    new = self.store.insert(unit, boot, record["seq"], record["type"], record["session"], payload,
+                                            time.time(), self.worker)
+            except UsageError as err:  # not acknowledged: the broker sends it again after a reconnect
+                self.rejected.append("%s: not stored: %s" % (message.topic, err))
+                return
+            client.ack(message.mid, message.qos)  # only now: a worker killed before this gets it again
+            if not new:
                 self.duplicates += 1
                 return
             self.records.append(record)
@@ -103,11 +108,11 @@ class Backend:
     def stored(self) -> int:
         """Rows in the store: unique uplinks."""
         with self._cond:
-            return int(self.db.execute("SELECT COUNT(*) FROM uplinks").fetchone()[0])
+            return self.store.count()
 
     def stored_keys(self) -> list[tuple[str, int, int]]:
         with self._cond:
-            return [tuple(row) for row in self.db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY rowid")]
+            return self.store.keys()
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> bool:
         """True once `count` unique records arrived, False if the timeout passed first."""
@@ -124,7 +129,7 @@ class Backend:
         self._client.disconnect()
         self._client.loop_stop()
         with self._cond:
-            self.db.close()
+            self.store.close()
 
 
 def format_record(record: Record) -> str:
@@ -148,8 +153,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
     parser.add_argument("--count", type=int, default=0,
                         help="exit after this many unique uplinks (0: run until Ctrl-C)")
-    parser.add_argument("--store", default=":memory:", metavar="FILE",
-                        help="keep the deduplicated uplinks in this SQLite file (default: in memory)")
+    parser.add_argument("--store", default=":memory:", metavar="STORE",
+                        help="keep the deduplicated uplinks in this SQLite file or postgresql:// URL "
+                             "(default: SQLite in memory); `tcu backend migrate` upgrades an older one")
+    parser.add_argument("--share", metavar="GROUP",
+                        help="share the uplinks with the other workers of GROUP (MQTT 5 shared subscription); "
+                             "each worker needs its own --client-id, the same after a restart")
     parser.add_argument("--client-id", default="tcu-backend",
                         help="MQTT client id; its broker session persists, so a restart misses nothing")
     parser.add_argument("--live", action="store_true",
@@ -158,7 +167,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--e2e-key", metavar="FILE", help="open uplinks sealed end to end with this key (hex)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
-    from tcu.tools import export_cmd, live, plot_cmd
+    from tcu.tools import export_cmd, live, plot_cmd, store_cmd
     from tcu.tools.command_cmd import register_verbs
 
     register_verbs(parser)
@@ -167,7 +176,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export_cmd.register_verbs(verbs)
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch]"
+    store_cmd.register_verb(verbs)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|migrate]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -177,6 +187,9 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
+    if args.share and args.client_id == "tcu-backend":
+        raise UsageError("--share needs --client-id NAME: one per worker, the same after a restart "
+                         "(its persistent session keeps the uplinks in flight to it)")
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
     with contextlib.ExitStack() as stack:
         table = None
@@ -186,8 +199,9 @@ def run(args: argparse.Namespace) -> int:
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls_options(args), e2e_key=e2e_key,
-                          on_uplink=table.add if table else None)
-        print("backend: subscribed to %s on %s" % (ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+                          on_uplink=table.add if table else None, share=args.share)
+        print("backend: subscribed to %s%s on %s" % ("$share/%s/" % args.share if args.share else "", ALL_UPLINKS,
+                                                    args.broker), file=sys.stderr, flush=True)
         receive(backend, args.count)
     return 0
 

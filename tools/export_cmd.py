@@ -28,11 +28,13 @@ SELECTOR_HELP = "SID, UNIT/SID or UNIT/BOOT/SID (see tcu backend sessions); may 
 
 def register_verbs(verbs: argparse._SubParsersAction) -> None:
     sessions = verbs.add_parser("sessions", help="list the sessions in a backend store")
-    sessions.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    sessions.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
     sessions.set_defaults(run=run_sessions)
     export = verbs.add_parser("export", help="write a stored session's track as GPX and/or GeoJSON")
-    export.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    export.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     export.add_argument("--session", metavar="SEL", help=SELECTOR_HELP)
     export.add_argument("--gpx", metavar="FILE", help="write GPX 1.1 here ('-': stdout)")
     export.add_argument("--geojson", metavar="FILE", help="write a GeoJSON FeatureCollection here ('-': stdout)")
