@@ -187,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
-    if args.share and args.client_id == "tcu-backend":
+    if args.share is not None and (not args.share or any(c in args.share for c in "/+#")):
+        raise UsageError("--share %r: a group name is one topic level: no '/', '+' or '#'" % args.share)
+    if args.share is not None and args.client_id == "tcu-backend":
         raise UsageError("--share needs --client-id NAME: one per worker, the same after a restart "
                          "(its persistent session keeps the uplinks in flight to it)")
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
@@ -200,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls_options(args), e2e_key=e2e_key,
                           on_uplink=table.add if table else None, share=args.share)
-        print("backend: subscribed to %s%s on %s" % ("$share/%s/" % args.share if args.share else "", ALL_UPLINKS,
+        print("backend: subscribed to %s%s on %s" % ("$share/%s/" % args.share if args.share is not None else "", ALL_UPLINKS,
                                                     args.broker), file=sys.stderr, flush=True)
         receive(backend, args.count)
     return 0
