@@ -202,8 +202,8 @@ def run(args: argparse.Namespace) -> int:
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls_options(args), e2e_key=e2e_key,
                           on_uplink=table.add if table else None, share=args.share)
-        print("backend: subscribed to %s%s on %s" % ("$share/%s/" % args.share if args.share is not None else "", ALL_UPLINKS,
-                                                    args.broker), file=sys.stderr, flush=True)
+        shared = "" if args.share is None else "$share/%s/" % args.share
+        print("backend: subscribed to %s%s on %s" % (shared, ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
         receive(backend, args.count)
     return 0
 
