@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import Mosquitto
 from postgres import Postgres, postgres  # noqa: F401 - the fixture
+
 from tcu.emulator.uplink import uplink_topic
 from tcu.protocol import messages
 from tcu.tools.store import open_store

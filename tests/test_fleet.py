@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from conftest import DEMO_TRACE, Mosquitto
 from postgres import Postgres, postgres  # noqa: F401 - the fixture
+
 from tcu.emulator.uplink import parse_uplink_topic
 from tcu.protocol import messages
 from tcu.tools.backend import Backend

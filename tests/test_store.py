@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import DEMO_TRACE, Mosquitto
 from postgres import Postgres, postgres  # noqa: F401 - the fixture
+
 from tcu.firmware.errors import UsageError
 from tcu.tools.backend import Backend
 from tcu.tools.store import SCHEMA_VERSION, open_for_migration, open_store

@@ -25,9 +25,16 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
 from tcu.emulator.crypto import seal_uplink
-from tcu.emulator.uplink import (SESSION_EXPIRY_S, TlsOptions, parse_broker_url, status_payload, status_topic,
-                                 uplink_topic)
+from tcu.emulator.uplink import (
+    SESSION_EXPIRY_S,
+    TlsOptions,
+    parse_broker_url,
+    status_payload,
+    status_topic,
+    uplink_topic,
+)
 from tcu.firmware.events import Downlink, FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.services import default_services
 from tcu.firmware.unit import Refused, Unit

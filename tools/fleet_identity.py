@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 from tcu.emulator.crypto import ed25519_verify, load_e2e_key, load_private_key
 from tcu.emulator.uplink import TlsOptions
 from tcu.firmware.errors import UsageError

@@ -18,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from tcu.firmware.services import REMOTE
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
