@@ -7,22 +7,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
-from collections import Counter
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from conftest import DEMO_TRACE, Mosquitto
+from fleet_checks import Sniffer, check_fleet
 from postgres import Postgres, postgres  # noqa: F401 - the fixture
 
-from tcu.emulator.uplink import parse_uplink_topic
-from tcu.protocol import messages
 from tcu.tools.backend import Backend
 from tcu.tools.fleet_scenario import load
-from tcu.tools.sessions import load_sessions
-from tcu.tools.store import open_store
 
 TCU = [sys.executable, "-m", "tcu.tools.cli"]
 SCENARIO = """
@@ -52,34 +46,6 @@ command = "locate-now"
 """
 
 
-class Sniffer:
-    """Every message on tcu/v1/#: position bytes (located uplinks) per unit, decoded here."""
-
-    def __init__(self, broker: Mosquitto) -> None:
-        self.position_bytes: Counter[str] = Counter()
-        self.messages: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="sniffer-%d" % time.monotonic_ns(),
-                                  protocol=mqtt.MQTTv5)
-        self.client.on_message = self._on_message
-        self.client.connect("127.0.0.1", broker.port)
-        self.client.subscribe("tcu/v1/#", qos=1)
-        self.client.loop_start()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        unit = message.topic.split("/")[2]
-        with self.lock:
-            self.messages[unit] += 1
-            if parse_uplink_topic(message.topic)[0]:
-                msg = messages.decode(bytes(message.payload))
-                if msg.type in (messages.T_REPORT, messages.T_BATCH):
-                    self.position_bytes[unit] += len(message.payload)
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 def run_fleet(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*TCU, "fleet", *args], capture_output=True, text=True, timeout=timeout)
 
@@ -104,28 +70,14 @@ def test_500_units_with_crash_theft_and_a_lawful_request(mosquitto: Mosquitto, p
     finally:
         backend.close()
         sniffer.close()
-    located = {(r["unit"], r["boot"], r["seq"]) for r in sent if r["located"]}
-    db = open_store(store)
-    keys = db.keys()
-    db.close()
-    assert len(keys) == len(set(keys)) == len(sent)  # every uplink stored exactly once
-    assert located <= set(keys) and summary["lost"] == 0 and summary["errors"] == 0
-    sessions = load_sessions(store)
-    outside = [(s.name, p.dt) for s in sessions for p in s.points
-               if s.start_s is None or s.end_s is None or not s.start_s <= s.time_of(p) <= s.end_s]
-    purposes = Counter(s.purpose for s in sessions)
-    assert outside == []  # 0 located reports outside their session
-    assert purposes["crash_notification"] >= 10 and purposes["theft_tracking"] == 5
-    assert purposes["lawful_request"] == 4 and all(s.case == "LR-17" for s in sessions if s.purpose == "lawful_request")
-    triggered = {r["unit"] for r in sent if r["session"]}
-    never = {"f17-%05d" % i for i in range(500)} - triggered
-    assert len(never) >= 450 and all(sniffer.messages[u] >= 2 for u in never)  # online status, and offline
-    assert sum(sniffer.position_bytes[u] for u in never) == 0  # a unit never triggered: 0 position bytes
-    assert sum(sniffer.position_bytes.values()) > 0
-    figures("500 units: %d uplinks (%d located) stored once each, %d sessions %s, 0 outside; %d never-triggered "
-            "units sent 0 position bytes; connect %.2f s, PUBACK p99 %s ms" % (
-                len(sent), len(located), len(sessions), dict(purposes), len(never), summary["connect_s"],
-                summary["puback_p99_ms"]))
+    result = check_fleet(store, sent, sniffer, {"f17-%05d" % i for i in range(500)})
+    assert summary["lost"] == 0 and summary["errors"] == 0
+    purposes = result["purposes"]
+    assert purposes["crash_notification"] >= 10 and purposes["theft_tracking"] == 5 and purposes["lawful_request"] == 4
+    assert result["never"] >= 450
+    figures("500 units: %(uplinks)d uplinks (%(located)d located) stored once each, %(sessions)d sessions "
+            "%(purposes)s, 0 outside; %(never)d never-triggered units sent 0 position bytes" % result
+            + "; connect %.2f s, PUBACK p99 %s ms" % (summary["connect_s"], summary["puback_p99_ms"]))
 
 
 def test_a_dormant_fleet_sends_no_position(mosquitto: Mosquitto) -> None:

@@ -98,7 +98,8 @@ class Fleet:
         self._queue: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._misc_slice = 0
-        self.commander: Any = None  # the backend's command sender (fleet_commands.Commander)
+        self.commander: Any = None  # the backend's command sender (fleet_run.Commander)
+        self.on_ack: Callable[[float, bool], None] | None = None  # (latency s, located): Locust's statistics
 
     # -- clients
     def _client(self, index: int, uid: str) -> mqtt.Client:
@@ -189,7 +190,10 @@ class Fleet:
             self.stats.error("PUBACK: %s" % reason)
             return
         if sent is not None:
-            self.stats.acked(time.monotonic() - sent[0], sent[1])
+            latency = time.monotonic() - sent[0]
+            self.stats.acked(latency, sent[1])
+            if self.on_ack is not None:
+                self.on_ack(latency, sent[1])
 
     def _on_message(self, client: mqtt.Client, sim: SimUnit, message: mqtt.MQTTMessage) -> None:
         self.handle(sim, Downlink(bytes(message.payload)))

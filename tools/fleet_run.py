@@ -120,10 +120,12 @@ def rss_bytes() -> int:
 
 
 def run(config: FleetConfig, duration_s: float, key: Ed25519PrivateKey | None,
-        on_second: Callable[[Fleet], None] | None = None) -> tuple[Fleet, float | None, float, float]:
+        on_second: Callable[[Fleet], None] | None = None,
+        on_ack: Callable[[float, bool], None] | None = None) -> tuple[Fleet, float | None, float, float]:
     """Run one process's fleet; (fleet, seconds to connect all or None, run seconds, RSS
     growth per unit in KB while dormant)."""
     fleet = Fleet(config)
+    fleet.on_ack = on_ack
     tick = (lambda: on_second(fleet)) if on_second else None
     before = rss_bytes()
     commander = Commander(fleet, key) if key is not None and config.scenario.commands else None
