@@ -25,8 +25,9 @@ def pg_bindir() -> str | None:
 
 
 class Postgres:
-    def __init__(self, bindir: str) -> None:
+    def __init__(self, bindir: str, fsync: bool = False) -> None:
         self.bindir = bindir
+        self.fsync = fsync
         self.dir = tempfile.mkdtemp(prefix="tcu-pg-")
         self.data = os.path.join(self.dir, "data")
         self.port = free_port()
@@ -40,10 +41,10 @@ class Postgres:
     def start(self) -> None:
         subprocess.run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "tcu", "--auth=trust",
                         "-E", "UTF8", "--no-sync"], check=True, capture_output=True, user=self.user, cwd=self.dir)
-        # fsync off: a test cluster; the bench runs its own with the defaults
+        # fsync off for a test cluster; the bench runs with PostgreSQL's defaults (fsync=True)
         self.proc = subprocess.Popen(
             [os.path.join(self.bindir, "postgres"), "-D", self.data, "-k", self.dir, "-h", "127.0.0.1",
-             "-p", str(self.port), "-c", "fsync=off", "-c", "max_connections=100"],
+             "-p", str(self.port), "-c", "fsync=%s" % ("on" if self.fsync else "off"), "-c", "max_connections=100"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "wb"), user=self.user,
             cwd=self.dir)
         deadline = time.monotonic() + 30

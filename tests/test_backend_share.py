@@ -72,7 +72,9 @@ def test_two_workers_one_killed_mid_stream_store_every_uplink_once(
     log = tmp_path / "workers.log"
     workers = {name: worker(mosquitto.url, store, name, log) for name in ("w1", "w2")}
     try:
-        time.sleep(2.0)  # both subscribed (each opens the store, then connects)
+        deadline = time.monotonic() + 60
+        while log.read_text().count("backend: subscribed") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # both subscribed (each opens the store, then connects)
         import threading
 
         sender = threading.Thread(target=publish_all, args=(mosquitto, 1500.0))

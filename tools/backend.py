@@ -30,6 +30,8 @@ from tcu.tools.tls_options import add_tls_arguments, tls_options
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]
+BATCH_S = 0.01  # uplinks are committed together at least this often
+BATCH_MAX = 500  # or as soon as this many wait
 
 class Backend:
     """Subscribes at QoS 1; keeps every new uplink in `records` and in the store (`store`: a
@@ -55,13 +57,17 @@ class Backend:
         self.worker = client_id
         self.store_name = store
         self.store = open_store(store, write=True)
+        self._batch: list[tuple[mqtt.Client, mqtt.MQTTMessage, Record, bytes]] = []  # received, not yet committed
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_every, name="tcu-backend-flush", daemon=True)
+        self._flusher.start()
         topic = ALL_UPLINKS if share is None else "$share/%s/%s" % (share, ALL_UPLINKS)
         if share is not None:
             protocol = mqtt.MQTTv5
 
         def setup(client: mqtt.Client) -> None:
             client.on_message = self._on_message
-            client.manual_ack_set(True)  # acknowledged once stored: see _on_message
+            client.manual_ack_set(True)  # acknowledged once committed: see flush()
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
             client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
@@ -87,23 +93,42 @@ class Backend:
         record["unit"], record["boot"] = unit, boot
         with self._cond:
             self.received += 1
+            self._batch.append((client, message, record, payload))
+            full = len(self._batch) >= BATCH_MAX
+        if full:
+            self.flush()
+
+    def _flush_every(self) -> None:
+        while not self._closing.wait(BATCH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the uplinks received since the last flush in one transaction (one fsync for
+        many rows), and only then acknowledge them: a worker killed before the commit gets
+        every one of them again, and the key makes a second insert a no-op."""
+        with self._cond:
+            batch, self._batch = self._batch, []
+            if not batch:
+                return
+            now = time.time()
             try:
                 with store_errors(self.store_name):
-                    new = self.store.insert(unit, boot, record["seq"], record["type"], record["session"], payload,
-                                            time.time(), self.worker)
-            except UsageError as err:  # not acknowledged: the broker sends it again after a reconnect
-                self.rejected.append("%s: not stored: %s" % (message.topic, err))
+                    new = self.store.insert_many([(r["unit"], r["boot"], r["seq"], r["type"], r["session"], payload,
+                                                   now, self.worker) for _, _, r, payload in batch])
+            except UsageError as err:  # not acknowledged: the broker sends them again after a reconnect
+                self.rejected.append("%d uplinks not stored: %s" % (len(batch), err))
                 return
-            client.ack(message.mid, message.qos)  # only now: a worker killed before this gets it again
-            if not new:
-                self.duplicates += 1
-                return
-            self.records.append(record)
+            for client, message, _, _ in batch:
+                client.ack(message.mid, message.qos)
+            fresh = [(record, payload) for (_, _, record, payload), stored in zip(batch, new, strict=True) if stored]
+            self.duplicates += len(batch) - len(fresh)
+            self.records.extend(record for record, _ in fresh)
             self._cond.notify_all()
-        if self._on_record is not None:
-            self._on_record(record)
-        if self._on_uplink is not None:
-            self._on_uplink(unit, boot, payload)
+        for record, payload in fresh:
+            if self._on_record is not None:
+                self._on_record(record)
+            if self._on_uplink is not None:
+                self._on_uplink(record["unit"], record["boot"], payload)
 
     def stored(self) -> int:
         """Rows in the store: unique uplinks."""
@@ -126,6 +151,9 @@ class Backend:
         return True
 
     def close(self) -> None:
+        self._closing.set()
+        self._flusher.join(5)
+        self.flush()  # what arrived is stored (and acknowledged) before the link goes
         self._client.disconnect()
         self._client.loop_stop()
         with self._cond:

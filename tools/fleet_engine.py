@@ -36,7 +36,7 @@ from tcu.emulator.uplink import (
     uplink_topic,
 )
 from tcu.firmware.events import Downlink, FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
-from tcu.firmware.services import default_services
+from tcu.firmware.services import Service, default_services
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol.commands import CommandVerifier, downlink_topic
 from tcu.tools.fleet_scenario import Scenario
@@ -64,6 +64,7 @@ class FleetConfig:
     verifier: Callable[[str], CommandVerifier | None] = lambda unit_id: None
     e2e_key: Callable[[str], bytes | None] = lambda unit_id: None  # located uplinks sealed for the backend
     record: bool = False  # keep (unit, boot, seq, sid, located, fix time) of every uplink
+    services: dict[int, Service] | None = None  # None: the firmware's defaults (a bench may load harder)
 
 
 class SimUnit:
@@ -89,7 +90,7 @@ class Fleet:
         self.sel = selectors.DefaultSelector()
         self.stats = FleetStats()
         self.tracks = Tracks(config.traces)
-        self.services = default_services()  # shared: the firmware only reads it
+        self.services = config.services or default_services()  # shared: the firmware only reads it
         self.rng = random.Random(config.scenario.seed * 1_000_003 + config.first)
         self.units: list[SimUnit] = []
         self.active: set[SimUnit] = set()  # units in a session: fed a fix a second

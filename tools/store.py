@@ -131,6 +131,11 @@ class Store:
         """Store one uplink, committed before returning; False: its key was already stored."""
         return self._insert((unit, boot, seq, kind, session, payload, received, worker))
 
+    def insert_many(self, rows: Sequence[Sequence[object]]) -> list[bool]:
+        """Store uplinks (insert()'s arguments each) in one transaction; which were new."""
+        with self._transaction(lock=False):
+            return [self._insert(values) for values in rows]
+
     def count(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM uplinks")[0][0])
 
@@ -169,7 +174,7 @@ class Store:
         self.conn.execute(sql)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, lock: bool = True) -> Iterator[None]:
         raise NotImplementedError
         yield
 
@@ -186,7 +191,7 @@ class SqliteStore(Store):
         return bool(self.conn.execute(self.insert_sql, values).rowcount)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, lock: bool = True) -> Iterator[None]:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield
@@ -210,9 +215,10 @@ class PostgresStore(Store):
         return bool(self.conn.execute(self.insert_sql, values).rowcount)
 
     @contextlib.contextmanager
-    def _transaction(self) -> Iterator[None]:
+    def _transaction(self, lock: bool = True) -> Iterator[None]:
         with self.conn.transaction():
-            self.conn.execute("SELECT pg_advisory_xact_lock(17017)")  # serialises migrations
+            if lock:
+                self.conn.execute("SELECT pg_advisory_xact_lock(17017)")  # serialises migrations
             yield
 
 
