@@ -5,9 +5,10 @@ Setup (all real, started and stopped by PID here): a Mosquitto on a free loopbac
 (fsync on, synchronous_commit on) initdb'd in a temporary directory, `tcu backend` workers.
 
 Phases, each in its own process so their memory does not mix:
-  backend  stored uplinks/s: --messages uplinks published as fast as paho can into
-           SQLite (1 worker), PostgreSQL 1 worker, PostgreSQL 2 workers (--share); the rate
-           is rows / (last received - first received), from the store's own timestamps.
+  backend  stored uplinks/s: --messages uplinks queued by the broker in the workers'
+           persistent sessions while they are stopped, then drained by SQLite (1 worker),
+           PostgreSQL 1 worker, PostgreSQL 2 workers (--share); the rate is rows / (last
+           received - first received), from the store's own timestamps.
   fleet    --units units (one process, one selector) connect; RSS growth per dormant unit;
            then --share of them in crash sessions sampled at 1 Hz for --seconds (a bench load
            profile: the product's crash period is 2 s), into 2 PostgreSQL workers: located
@@ -113,9 +114,11 @@ def wait_rows(store: str, count: int, timeout_s: float) -> int:
 
 def phase_backend(broker: Mosquitto, pg: Postgres, tmp: Path, total: int) -> dict[str, Any]:
     out = {}
+    procs: list[subprocess.Popen[bytes]] = []
     for name, count in (("sqlite_1_worker", 1), ("postgresql_1_worker", 1), ("postgresql_2_workers", 2)):
         store = str(tmp / ("%s.db" % name)) if name.startswith("sqlite") else pg.new_database(name)
-        procs = workers(broker.url, store, count, tmp / ("%s.log" % name), name)
+        log = tmp / ("%s.log" % name)
+        stop(workers(broker.url, store, count, log, name))  # their persistent sessions now queue the backlog
         try:
             client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-pub", protocol=mqtt.MQTTv5)
             client.connect("127.0.0.1", broker.port)
@@ -127,6 +130,8 @@ def phase_backend(broker: Mosquitto, pg: Postgres, tmp: Path, total: int) -> dic
                 info.wait_for_publish(60)
             client.disconnect()
             client.loop_stop()
+            log.write_text("")
+            procs = workers(broker.url, store, count, log, name)  # the backlog drains into the store
             stored = wait_rows(store, total, 300)
         finally:
             stop(procs)

@@ -54,10 +54,14 @@ def test_a_new_store_is_created_at_the_current_version_and_keeps_one_row_per_key
         assert [r[1:] for r in rest] == [("car-1", 7, b"\x02"), ("car-1", 8, b"\x03")]
         assert [r[0] for r in store.since(first[0])] == [r[0] for r in rest]
         assert store.by_worker() == {"w1": 2, "w2": 1}
+        batch = [("car-2", 1, 1, "status", 0, b"a", 5.0, "w1"), ("car-1", 7, 2, "report", 1, b"b", 5.0, "w1"),
+                 ("car-2", 1, 1, "status", 0, b"c", 5.0, "w1"), ("car-2", 1, 2, "status", 0, b"d", 5.0, "w1")]
+        assert store.insert_many(batch) == [True, False, False, True]  # a key twice in one batch is new once
+        assert store.count() == 5 and store.insert_many([]) == []
     finally:
         store.close()
     again = open_store(store_name, write=True)  # reopening a current store changes nothing
-    assert again.count() == 3 and again.version() == SCHEMA_VERSION
+    assert again.count() == 5 and again.version() == SCHEMA_VERSION
     again.close()
 
 

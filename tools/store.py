@@ -214,6 +214,23 @@ class PostgresStore(Store):
     def _insert(self, values: Sequence[object]) -> bool:
         return bool(self.conn.execute(self.insert_sql, values).rowcount)
 
+    def insert_many(self, rows: Sequence[Sequence[object]]) -> list[bool]:
+        """One statement for the whole batch (one round trip, one commit): the rows go in as
+        arrays; RETURNING names the keys that were new. A key twice in one batch is new once."""
+        columns = list(zip(*rows, strict=True)) if rows else [()] * 8
+        returned = self.conn.execute(
+            "INSERT INTO uplinks (unit, boot, seq, type, session, payload, received, worker) "
+            "SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bigint[], %s::text[], %s::integer[], %s::bytea[], "
+            "%s::double precision[], %s::text[]) ON CONFLICT DO NOTHING RETURNING unit, boot, seq",
+            [list(column) for column in columns]).fetchall()
+        new = {(str(u), int(b), int(q)) for u, b, q in returned}
+        out = []
+        for row in rows:
+            key = (str(row[0]), int(row[1]), int(row[2]))  # type: ignore[call-overload]
+            out.append(key in new)
+            new.discard(key)
+        return out
+
     @contextlib.contextmanager
     def _transaction(self, lock: bool = True) -> Iterator[None]:
         with self.conn.transaction():
