@@ -263,7 +263,8 @@ def phase_bare(broker: Mosquitto, units: int, share: float, seconds: float) -> d
               "sent": count, "per_s": round(count / seconds, 1), "lost": len(sent),
               "puback_p50_ms": round(quantile(latencies, 0.5) * 1000, 2),
               "puback_p99_ms": round(quantile(latencies, 0.99) * 1000, 2),
-              "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1), "run_s": round(run_s, 1)}
+              "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
+              "run_s": round(run_s, 1)}
     print("bare: %s" % result, file=sys.stderr, flush=True)
     return result
 

@@ -63,7 +63,7 @@ WHAT_IF = ("import sys, tcu.hal.serial_port as s; s.READ_TIMEOUT_S = %r\n"
 # processes) into a file, one line per event; the code under test is not changed.
 PROFILE = """
 import os, sys, threading, time
-import tcu.hal.serial_port as sp, tcu.emulator.live as live, tcu.emulator.mqtt_wire as wire
+import tcu.hal.serial_port as sp, tcu.emulator.live as live, tcu.emulator.mqtt_session as ms
 from tcu.firmware.events import FixEvent
 out = open(%r, "a", buffering=1)
 lock = threading.Lock()
@@ -89,12 +89,13 @@ def timed_handle(self, event):
         if fix:
             note("handle1", time.perf_counter())
 live.LiveUnit.handle = timed_handle
-send = wire.Connection.send
-def timed_send(self, data):
-    send(self, data)
-    if data[0] >> 4 == 3:
+publish = ms.Session.publish
+def timed_publish(self, topic, payload, retain=False):
+    mid = publish(self, topic, payload, retain)
+    if "/up/" in topic:
         note("publish", time.perf_counter())
-wire.Connection.send = timed_send
+    return mid
+ms.Session.publish = timed_publish
 def wrap_sync(name):
     real = getattr(os, name)
     def timed(fd):

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcu.emulator.credentials import Credentials, credentials
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import Service, default_services, narrow_services
 
@@ -37,12 +38,23 @@ class Config:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never shown
+    password_file: str | None = None
     backend_key: str | None = None
     backend_hmac_key: str | None = None
     e2e_key: str | None = None
     audit_retention_h: float = 13.0
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides by service name
     path: str | None = None  # the file it was read from
+
+    def credentials(self) -> Credentials | None:
+        """The broker user name and password (these settings over the URL's); UsageError for a
+        password file others can read."""
+        from tcu.emulator.uplink import parse_broker_url
+
+        auth = credentials(username=self.username, password=self.password, password_file=self.password_file)
+        return parse_broker_url(self.broker, auth).auth
 
     @property
     def control_path(self) -> str:
@@ -77,13 +89,13 @@ def _baud(value: Any, name: str) -> int | None:
 
 
 def _broker(value: Any, name: str) -> str:
-    from tcu.emulator.uplink import parse_broker_url  # the parser the uplink connects with
+    from tcu.emulator.uplink import parse_broker_url, redact_url  # the parser the uplink connects with
 
     try:
         parse_broker_url(_text(value, name))
     except (UsageError, ValueError):  # ValueError: urlsplit's, e.g. "Invalid IPv6 URL"
-        raise UsageError("%s = %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], PORT from 1 to 65535"
-                         % (name, value)) from None
+        raise UsageError("%s = %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], PORT from 1 to 65535 "
+                         "(a user name and password: mqtt://USER:PASSWORD@HOST)" % (name, redact_url(value))) from None
     return str(value)
 
 
@@ -140,6 +152,9 @@ SETTINGS = (
     Setting("tls_ca", "broker.tls_ca", "--tls-ca", _file),
     Setting("tls_cert", "broker.tls_cert", "--tls-cert", _file),
     Setting("tls_key", "broker.tls_key", "--tls-key", _file),
+    Setting("username", "broker.username", "--username", _text),
+    Setting("password", "broker.password", "--password", _text),  # the file only: no such option
+    Setting("password_file", "broker.password_file", "--password-file", _file),
     Setting("backend_key", "keys.backend", "--backend-key", _file),
     Setting("backend_hmac_key", "keys.backend_hmac", "--backend-hmac-key", _file),
     Setting("e2e_key", "keys.e2e", "--e2e-key", _file),
@@ -201,7 +216,8 @@ def resolve(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -
 # What a reload can change in a running unit; the rest needs a restart.
 LIVE = ("indicator", "inputs", "gps", "baud", "backend_key", "backend_hmac_key", "e2e_key",
         "audit_retention_h")
-RESTART = ("unit", "state", "control", "broker", "tls_ca", "tls_cert", "tls_key")
+RESTART = ("unit", "state", "control", "broker", "tls_ca", "tls_cert", "tls_key", "username", "password",
+           "password_file")
 KEY_OF = {setting.attr: setting.key for setting in SETTINGS}
 
 

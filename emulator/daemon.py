@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tcu.emulator.config import Config
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
 from tcu.emulator.uplink import TlsOptions
@@ -78,7 +79,7 @@ class UnitDaemon:
                  control: str | None = None, indicator: str = "none", tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
                  audit_retention_s: int = 13 * 3600, services: dict[int, Service] | None = None,
-                 inputs: Sequence[str] = ()) -> None:
+                 inputs: Sequence[str] = (), auth: Credentials | None = None) -> None:
         self.config: Config | None = None  # set by from_config: what a reload compares with
         self.loader: Callable[[], Config] | None = None
         self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
@@ -90,7 +91,7 @@ class UnitDaemon:
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
-                                 services=services)
+                                 services=services, auth=auth)
         except BaseException:  # the GPS port and the indicator are released on every failure
             self._stream.close()
             self.indicator.close()
@@ -120,7 +121,7 @@ class UnitDaemon:
                      control=config.control, indicator=config.indicator, tls=tls,
                      e2e_key=load_e2e_key(config.e2e_key) if config.e2e_key else None,
                      verifier=verifier_of(config), audit_retention_s=int(config.audit_retention_h * 3600),
-                     services=config.service_table(), inputs=config.inputs)
+                     services=config.service_table(), inputs=config.inputs, auth=config.credentials())
         daemon.config, daemon.loader = config, loader
         return daemon
 
@@ -196,7 +197,9 @@ class UnitDaemon:
         return {"unit": live.unit_id, "boot": uplink.boot, "state": "active" if sessions else "dormant",
                 "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(),
                 "link": {"broker": uplink.broker.url, "connected": uplink.connected, "acked": uplink.stats.acked,
-                         "outbox": len(uplink.outbox)},
+                         "outbox": len(uplink.outbox), "broker_limits": uplink.stats.limits,
+                         "too_large": uplink.stats.too_large, "refused": uplink.stats.refused,
+                         "problem": uplink.stats.last_error if uplink.fatal or uplink.stats.too_large else ""},
                 "config": None if self.config is None else self.config.path, "services": services}
 
     def close(self) -> None:

@@ -1,15 +1,18 @@
 """The unit's uplink over MQTT, durable: every uplink goes into the outbox first and leaves
 it only when the broker acknowledged it with a success PUBACK.
 
-One thread owns the connection (our own small MQTT codec, mqtt_wire, on a select loop a
+One thread owns the connection (paho, through mqtt_session's external loop, on a select a
 producer can wake): it group-commits what the producer staged (one fdatasync per batch),
-publishes durable records in order with up to `window` in flight (a burst in one send()),
+publishes durable records in order with up to `window` in flight, never more than the
+broker's Receive Maximum and never a PUBLISH over its Maximum Packet Size (mqtt_limits),
 forgets a record on its PUBACK (a refusal, reason >= 0x80, is not delivery), and purges
 delivered positions from the file. When the link drops (the broker died, the keep-alive
 found a dead link) it reconnects with exponential backoff and full jitter, capped at
 `max_backoff_s` so a backlog starts draining within about a second of the broker coming
-back, and resends everything still pending, oldest first. MQTT 5 first, 3.1.1 for brokers
-that refuse it or do not answer it; the broker session is kept (clean start off).
+back, and resends everything still pending, oldest first: what was in flight goes again in
+the same session with its packet id and DUP set. MQTT 5 first, 3.1.1 for brokers that refuse
+it or do not answer it. A broker that takes QoS 0 only stops the link with one line
+(LinkFatal). `set_data_path(False)` holds the link down (a modem that lost registration).
 """
 
 from __future__ import annotations
@@ -25,10 +28,21 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from tcu.emulator import mqtt_wire as wire
+from tcu.emulator.credentials import Credentials
+from tcu.emulator.mqtt_limits import (
+    MQTT5,
+    MQTT311,
+    PACKET_TOO_LARGE,
+    QOS_NOT_SUPPORTED,
+    RETAIN_NOT_SUPPORTED,
+    UNLIMITED_PACKET,
+    Limits,
+    publish_size,
+    reason_text,
+)
+from tcu.emulator.mqtt_session import Session
 from tcu.emulator.outbox import Key, Outbox, next_boot
 from tcu.emulator.uplink import (
-    SESSION_EXPIRY_S,
     UNSUPPORTED_PROTOCOL,
     TlsOptions,
     answer_wait,
@@ -39,8 +53,17 @@ from tcu.emulator.uplink import (
 )
 from tcu.firmware.errors import LinkError
 
+
+class LinkFatal(LinkError):
+    """The broker's limits rule this unit out (QoS 0 only): retrying cannot help."""
+
+
+class LinkRefused(LinkError):
+    """A CONNACK refusal (bad credentials, not authorized): retried, but slowly."""
+
 IDLE_WAIT_S = 0.25
 STABLE_S = 10.0  # a connection that lasted this long resets the backoff
+REFUSED_BACKOFF_S = 30.0  # the cap after a CONNACK refusal: a fleet with a wrong password stays quiet
 
 
 @dataclass
@@ -52,6 +75,8 @@ class LinkStats:
     connects: int = 0
     failed_connects: int = 0
     last_error: str = ""
+    too_large: int = 0  # uplinks over the broker's Maximum Packet Size: never sent there
+    limits: str = ""  # what the broker announced in its latest CONNACK
     connected_at: float | None = None  # monotonic time of the latest CONNACK
     first_ack_at: float | None = None  # monotonic time of the first PUBACK after it
 
@@ -68,9 +93,11 @@ class DurableUplink:
                  tls: TlsOptions | None = None, connect_timeout_s: float = 5.0, keepalive_s: int = 5,
                  window: int = 20, max_records: int = 10_000, max_rate: float | None = None,
                  base_backoff_s: float = 0.1, max_backoff_s: float = 1.0, connect_now: bool = True,
-                 protocol: int | None = None) -> None:
-        self.broker = parse_broker_url(url)
+                 protocol: int | None = None, auth: Credentials | None = None) -> None:
+        self.broker = parse_broker_url(url, auth)
+        self.auth = self.broker.auth
         self.unit_id = unit_id
+        self.client_id = "tcu-%s" % unit_id
         self.tls = tls
         self.connect_timeout_s = connect_timeout_s
         self.keepalive_s = keepalive_s
@@ -84,8 +111,22 @@ class DurableUplink:
         self.outbox = Outbox(path, max_records=max_records)
         self.outbox.purge()  # what a killed run delivered but did not purge leaves the file now
         self.boot = next_boot(path, self.outbox.max_boot())
-        # MQTT versions to try (wire.MQTT5, wire.MQTT311); the first that works is kept
-        self._versions = [protocol] if protocol else [wire.MQTT5, wire.MQTT311]
+        # MQTT versions to try (5, 4 = 3.1.1); the first that works is kept
+        self._versions = [protocol] if protocol else [MQTT5, MQTT311]
+        self._sessions: dict[int, Session] = {}
+        self._inflight: dict[int, Key] = {}  # packet id -> record, across reconnects (the session's)
+        self._status_mids: set[int] = set()
+        self._retain = True  # the status message and will; off for a broker without retain
+        self._too_large: dict[Key, int] = {}
+        self._limit_problem = ""
+        self._learnt_max = UNLIMITED_PACKET  # from a PUBACK 0x95 of a broker that announced no limit
+        self._fresh_session = False
+        self._reported_limit = UNLIMITED_PACKET
+        self._fatal: LinkError | None = None
+        self._problems: list[str] = []  # each broker limit the link hit, once
+        self._problem_sink: Any = None
+        self._problem_lock = threading.Lock()  # not _lock: problems are found while holding it
+        self._path_up = True
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._wake_r, self._wake_w = os.pipe()
@@ -94,7 +135,6 @@ class DurableUplink:
         self._sleeping = False
         self._connected = False  # True while _serve runs: the link thread commits
         self._closing = False
-        self._acks: list[tuple[int, int]] = []
         self._refused: dict[Key, str] = {}
         # pending records that may have been sent already: left by an earlier run, or sent
         # on an earlier connection (what stats.backlog counts)
@@ -139,6 +179,11 @@ class DurableUplink:
                 self._sleeping = False
                 self._wake()
             while len(self.outbox):
+                if self._fatal is not None:
+                    raise self._fatal
+                if self._too_large and len(self._too_large) + len(self._refused) >= len(self.outbox):
+                    raise LinkError("%s; %d such uplinks of up to %d bytes" % (
+                        self._limit_problem, len(self._too_large), max(self._too_large.values())))
                 if self._refused and len(self._refused) >= len(self.outbox):
                     raise LinkError("broker %s refused %d uplinks: %s" % (
                         self.broker.url, len(self._refused), next(iter(self._refused.values()))))
@@ -174,6 +219,38 @@ class DurableUplink:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
+    def set_data_path(self, up: bool) -> None:
+        """The data path (a modem's registration and packet data) came up or went down: while
+        it is down the link neither connects nor holds a connection; uplinks stay queued."""
+        with self._lock:
+            if self._path_up != up:
+                self._path_up = up
+                self._sleeping = False
+                self._wake()
+
+    def report_problems_to(self, sink: Any) -> None:
+        """sink(line) once per broker limit the link runs into (those already hit at once):
+        `tcu run` logs them (a replay raises them from drain()). sink must not call the uplink."""
+        with self._problem_lock:
+            self._problem_sink = sink
+            problems = list(self._problems)
+        for text in problems:
+            sink(text)
+
+    def _problem(self, text: str) -> None:
+        with self._problem_lock:
+            if text in self._problems:
+                return
+            self._problems.append(text)
+            sink = self._problem_sink
+        if sink is not None:
+            sink(text)
+
+    @property
+    def fatal(self) -> LinkError | None:
+        """Why the link stopped for good (a broker limit the unit cannot work with), or None."""
+        return self._fatal
+
     def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"w")
@@ -190,8 +267,14 @@ class DurableUplink:
     def _connect_and_serve(self) -> None:
         attempt = 0
         while not self._closing:
+            if not self._path_up:
+                self._pause(IDLE_WAIT_S)
+                continue
             try:
-                client = self._handshake()
+                session, limits = self._handshake()
+            except LinkFatal as err:
+                self._stop_for_good(err)
+                return
             except LinkError as err:
                 self.stats.failed_connects += 1
                 self.stats.last_error = str(err)
@@ -199,12 +282,19 @@ class DurableUplink:
                     self._first_error = err
                     self._first.set()
                 attempt += 1
-                self._backoff(attempt)
+                # refused by CONNACK (credentials, ACL): only the broker's operator can change that
+                self._backoff(attempt, REFUSED_BACKOFF_S if isinstance(err, LinkRefused) else self.max_backoff_s)
                 continue
+            try:
+                self._check_limits(limits)
+            except LinkFatal as err:
+                session.disconnect()
+                self._stop_for_good(err)
+                return
             self._first.set()
             began = time.monotonic()
             try:
-                self._serve(client)
+                self._serve(session, limits)
             except LinkError as err:
                 self.stats.last_error = str(err)
             finally:
@@ -214,9 +304,18 @@ class DurableUplink:
             attempt = attempt + 1 if time.monotonic() - began < STABLE_S else 1
             self._backoff(attempt)
 
-    def _backoff(self, attempt: int) -> None:
+    def _stop_for_good(self, err: LinkFatal) -> None:
+        self.stats.last_error = str(err)
+        self._fatal = err
+        self._problem(str(err))
+        if not self._first.is_set():
+            self._first_error = err
+        with self._cond:
+            self._cond.notify_all()
+
+    def _backoff(self, attempt: int, max_s: float | None = None) -> None:
         """Exponential, capped, with full jitter: a fleet does not reconnect in step."""
-        cap = min(self.max_backoff_s, self.base_backoff_s * 2 ** min(attempt - 1, 20))
+        cap = min(max_s or self.max_backoff_s, self.base_backoff_s * 2 ** min(attempt - 1, 20))
         self._pause(random.uniform(0, cap))
 
     def _pause(self, seconds: float) -> None:
@@ -231,138 +330,160 @@ class DurableUplink:
         except (BlockingIOError, OSError):
             pass
 
-    def _handshake(self) -> wire.Connection:
+    def _handshake(self) -> tuple[Session, Limits]:
         while True:
             version = self._versions[0]
-            conn = wire.Connection(self.broker, self.tls, self.connect_timeout_s, self.keepalive_s)
-            wait_s = answer_wait(version, self._versions, self.connect_timeout_s)
-            try:  # a TLS 1.3 broker refuses a client certificate after the handshake: here
-                conn.send(wire.encode_connect(version, "tcu-%s" % self.unit_id, self.keepalive_s, False,
-                                              SESSION_EXPIRY_S, status_topic(self.unit_id), status_payload(False)))
-                reason = self._await_connack(conn, version, wait_s)
-            except LinkError as err:
-                conn.close()
-                raise LinkError("broker %s refused the connection: %s" % (self.broker.url, err)) from None
-            if reason == 0:
+            session = self._sessions.get(version)
+            if self._fresh_session:  # a clean start: what was in flight goes again as new messages
+                session, self._fresh_session = None, False
+                self._inflight.clear()
+                self._status_mids.clear()
+            if session is None:
+                session = self._sessions[version] = Session(self.broker, self.client_id, version, self.tls,
+                                                            self.keepalive_s, self.connect_timeout_s, self.auth)
+            session.will(status_topic(self.unit_id), status_payload(False), self._retain)
+            answer = session.connect(answer_wait(version, self._versions, self.connect_timeout_s),
+                                     lambda: self._closing)
+            reason = None if answer is None else answer[0]
+            if reason == 0 and answer is not None:
                 del self._versions[1:]
-                return conn
-            conn.close()
+                return session, answer[1]
+            session.close()
+            if reason == QOS_NOT_SUPPORTED:  # the will's QoS 1: a broker with Maximum QoS 0
+                raise LinkFatal("broker %s accepts QoS 0 only (CONNACK %s): the unit's uplinks need QoS 1 "
+                                "(acknowledged delivery), so it sends nothing there" % (
+                                    self.broker.url, reason_text("CONNACK", reason, version)))
+            if reason == RETAIN_NOT_SUPPORTED and self._retain:
+                self._retain = False  # the will and the status message go unretained
+                continue
             if len(self._versions) > 1 and not self._closing and (reason is None or reason in UNSUPPORTED_PROTOCOL):
                 self._versions.pop(0)
                 continue
             why = ("no answer to CONNECT within %.0f s" % self.connect_timeout_s if reason is None
-                   else "CONNACK reason %d (0x%02x)" % (reason, reason))
-            raise LinkError("broker %s refused the connection: %s" % (self.broker.url, why))
+                   else "CONNACK %s" % reason_text("CONNACK", reason, version))
+            raise (LinkError if reason is None else LinkRefused)(
+                "broker %s refused the connection: %s" % (self.broker.url, why))
 
-    def _await_connack(self, conn: wire.Connection, version: int, wait_s: float) -> int | None:
-        """The CONNACK's reason code, or None when none came within wait_s."""
-        deadline = time.monotonic() + wait_s
-        while not self._closing:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            for kind, _, body in self._read(conn, min(left, IDLE_WAIT_S)):
-                if kind == wire.CONNACK:
-                    return wire.connack_reason(version, body)
-        return None
+    def _check_limits(self, limits: Limits) -> None:
+        """What the unit cannot work with: a broker that takes only QoS 0 (no acknowledgement,
+        so no delivery the outbox could trust). Fatal: it stops the link with one line."""
+        self.stats.limits = limits.describe()
+        if limits.max_qos < 1:
+            raise LinkFatal("broker %s accepts QoS 0 only (CONNACK Maximum QoS 0): the unit's uplinks need "
+                            "QoS 1 (acknowledged delivery), so it sends nothing there" % self.broker.url)
+        if limits.assigned_client_id:  # MQTT 5: the broker named the session; reconnects resume it
+            self.client_id = limits.assigned_client_id
+            for session in self._sessions.values():
+                session.client._client_id = limits.assigned_client_id.encode()
 
-    def _read(self, conn: wire.Connection, timeout: float) -> list[tuple[int, int, bytes]]:
-        """Wait up to timeout for the broker or a wake-up; the packets that arrived."""
-        if conn.pending():
-            timeout = 0.0
-        readable, _, _ = select.select([conn, self._wake_r], [], [], max(timeout, 0.0))
-        if self._wake_r in readable:
-            self._drain_wake()
-        if conn in readable or conn.pending():
-            return conn.receive()
-        return []
-
-    def _serve(self, conn: wire.Connection) -> None:
+    def _serve(self, session: Session, limits: Limits) -> None:
         """One connection: publish and account until it drops (LinkError) or the uplink closes."""
         self.stats.connects += 1
         self.stats.connected_at, self.stats.first_ack_at = time.monotonic(), None
-        version = self._versions[0]
-        topics: dict[int, bytes] = {}
-        inflight: dict[int, Key] = {}
-        mids = _mids()
-        conn.send(wire.encode_publish(version, status_topic(self.unit_id).encode(), 65535, status_payload(True),
-                                       retain=True))
-        with self._lock:  # refused records are tried again once per connection
+        window = max(1, min(self.window, limits.receive_max))
+        if session.in_flight() < window:
+            self._status_mids.add(session.publish(status_topic(self.unit_id), status_payload(True), self._retain))
+        with self._lock:  # a refused record is not sent again by this link (it stays for the next start)
             self._connected = True
-            queue = deque(r.key for r in self.outbox.pending() if r.durable)
-            backlog = {k for k in queue if k in self._sent_before}
+            sent = set(self._inflight.values())
+            queue = deque(r.key for r in self.outbox.pending()
+                          if r.durable and r.key not in sent and r.key not in self._refused)
+            backlog = {k for k in queue if k in self._sent_before} | sent
+            self.stats.backlog += len(sent)  # paho resends these itself, DUP set
         tokens, last_refill = 1.0, time.monotonic()
-        while not self._closing:
-            burst: list[bytes] = []
+        topics: dict[int, str] = {}
+        while not self._closing and self._path_up:
             with self._cond:
-                progress = self._account(inflight)
+                progress = self._account(session.acks)
                 queue.extend(r.key for r in self.outbox.commit())
                 if self.outbox.purge_due():
                     self.outbox.purge()
                 if self.max_rate:
                     now = time.monotonic()
-                    tokens = min(float(self.window), tokens + (now - last_refill) * self.max_rate)
+                    tokens = min(float(window), tokens + (now - last_refill) * self.max_rate)
                     last_refill = now
-                while queue and len(inflight) < self.window and (not self.max_rate or tokens >= 1):
+                sent_now = 0
+                while queue and session.in_flight() < window and (not self.max_rate or tokens >= 1):
                     key = queue.popleft()
                     rec = self.outbox.get(key)
                     if rec is None:
                         continue  # delivered meanwhile, or evicted
-                    topic = topics.get(rec.boot)
-                    if topic is None:
-                        topic = topics[rec.boot] = uplink_topic(self.unit_id, rec.boot).encode()
-                    mid = next(mids)
-                    while mid in inflight:
-                        mid = next(mids)
-                    burst.append(wire.encode_publish(version, topic, mid, rec.payload))
-                    inflight[mid] = key
+                    topic = topics.get(rec.boot) or topics.setdefault(rec.boot, uplink_topic(self.unit_id, rec.boot))
+                    size = publish_size(session.version, topic.encode(), len(rec.payload))
+                    if size > min(limits.max_packet_size, self._learnt_max):
+                        self._too_large_for(key, size, min(limits.max_packet_size, self._learnt_max))
+                        continue
+                    self._inflight[session.publish(topic, rec.payload)] = key
                     self._sent_before.add(key)
+                    sent_now += 1
                     tokens -= 1
                     if key in backlog:
                         self.stats.backlog += 1
-                self.stats.published += len(burst)
-                if progress:
+                self.stats.published += sent_now
+                if progress or self._too_large:
                     self._cond.notify_all()
-                self._sleeping = not queue and not inflight
-            if burst:
-                conn.send(b"".join(burst))
+                self._sleeping = not queue and not session.in_flight()
             wait = IDLE_WAIT_S
             if queue and self.max_rate and tokens < 1:
                 wait = min(wait, (1 - tokens) / self.max_rate)
-            try:
-                self._take(conn, version, self._read(conn, wait))
-                conn.tick(time.monotonic())
-            except LinkError:
+            if session.poll(wait, self._wake_r):
+                self._drain_wake()
+            if session.lost is not None:
                 with self._cond:
                     self._sleeping = self._connected = False
-                    self._account(inflight)
+                    self._account(session.acks)
                     self.outbox.commit()
-                raise
+                raise LinkError(session.lost)
         with self._lock:
             self._connected = False
-        self._goodbye(conn, version, inflight)
+        if not self._path_up:
+            session.close()  # the radio is gone: nothing to say goodbye over
+            return
+        self._goodbye(session)
 
-    def _take(self, conn: wire.Connection, version: int, packets: list[tuple[int, int, bytes]]) -> None:
-        for kind, _, body in packets:
-            if kind == wire.PUBACK:
-                self._acks.append(wire.puback(version, body))
-            elif kind == wire.DISCONNECT:
-                raise LinkError("broker %s disconnected the unit (reason %d)" % (
-                    self.broker.url, body[0] if body else 0))
+    def _too_large_for(self, key: Key, size: int, limit: int) -> None:
+        """An uplink that can never fit this broker: kept in the outbox (a broker with a larger
+        limit gets it), never sent here, reported once."""
+        if key not in self._too_large:
+            self.stats.too_large += 1
+            self._too_large[key] = size
+            how = ("announces Maximum Packet Size %d bytes" % limit if limit < self._learnt_max
+                   else "refused a PUBLISH of %d bytes as too large (PUBACK 0x95)" % (limit + 1))
+            self.stats.last_error = ("broker %s %s: an uplink of %d bytes can never be sent to it "
+                                     "(kept in the outbox)" % (self.broker.url, how, size))
+            self._limit_problem = self.stats.last_error
+            if len(self._too_large) == 1 or limit < self._reported_limit:
+                self._reported_limit = limit
+                self._problem(self.stats.last_error + "; more are counted (tcu status), not logged")
 
-    def _account(self, inflight: dict[int, Key]) -> bool:
+    def _learn_size_limit(self, key: Key) -> None:
+        """A PUBLISH refused as too large: no larger one is sent to this broker again, and the
+        session restarts clean (Mosquitto drops the connection after the refusal, and a kept
+        session would make paho resend every larger one still in flight, one connection each)."""
+        rec = self.outbox.get(key)
+        if rec is None:
+            return
+        size = publish_size(self._versions[0], uplink_topic(self.unit_id, rec.boot).encode(), len(rec.payload))
+        self._learnt_max = min(self._learnt_max, size - 1)
+        self._fresh_session = True
+
+    def _account(self, acks: list[tuple[int, int]]) -> bool:
         """Apply the PUBACKs received: a success forgets the record, a refusal keeps it."""
-        if not self._acks:
+        if not acks:
             return False
-        acks, self._acks = self._acks, []
+        todo = acks[:]
+        del acks[:]
         done: list[Key] = []
-        for mid, reason in acks:
-            key = inflight.pop(mid, None)
+        for mid, reason in todo:
+            key = self._inflight.pop(mid, None)
             if key is None:
-                continue  # the status message
+                self._status_mids.discard(mid)
+                continue
             if reason >= 0x80:
                 self.stats.refused += 1
-                self._refused[key] = "PUBACK reason 0x%02x%s" % (reason, " (Not authorized)" if reason == 0x87 else "")
+                self._refused[key] = "PUBACK %s" % reason_text("PUBACK", reason)
+                if reason == PACKET_TOO_LARGE:  # what Mosquitto 2.0 says for message_size_limit
+                    self._learn_size_limit(key)
             else:
                 done.append(key)
                 self._refused.pop(key, None)
@@ -373,24 +494,14 @@ class DurableUplink:
             self.stats.acked += self.outbox.delivered(done)
         return True
 
-    def _goodbye(self, conn: wire.Connection, version: int, inflight: dict[int, Key]) -> None:
+    def _goodbye(self, session: Session) -> None:
         """A clean stop: collect outstanding PUBACKs briefly, say offline, disconnect."""
-        try:
-            deadline = time.monotonic() + 1.0
-            while inflight and time.monotonic() < deadline:
-                self._take(conn, version, self._read(conn, 0.05))
-                with self._lock:
-                    self._account(inflight)
-            conn.send(wire.encode_publish(version, status_topic(self.unit_id).encode(), 65535,
-                                           status_payload(False), retain=True))
-            conn.send(wire.DISCONNECT_PACKET)
-        except LinkError:
-            pass
-        finally:
-            conn.close()
-
-
-def _mids() -> Any:
-    """Packet ids 1..65534 round and round (65535 is the status message's)."""
-    while True:
-        yield from range(1, 65535)
+        deadline = time.monotonic() + 1.0
+        while self._inflight and session.lost is None and time.monotonic() < deadline:
+            session.poll(0.05, None)
+            with self._lock:
+                self._account(session.acks)
+        if session.lost is None:
+            session.publish(status_topic(self.unit_id), status_payload(False), self._retain)
+            session.disconnect()
+        session.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 from tcu.emulator.audit import RETENTION_S, AuditLog
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
@@ -74,7 +75,7 @@ class LiveUnit:
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
-                 services: dict[int, Service] | None = None) -> None:
+                 services: dict[int, Service] | None = None, auth: Credentials | None = None) -> None:
         state = Path(state_dir)
         try:
             state.mkdir(parents=True, exist_ok=True)
@@ -89,14 +90,14 @@ class LiveUnit:
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._timer_changed = threading.Event()
-        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls)
+        self.uplink = DurableUplink(url, unit_id, str(state / "outbox"), tls=tls, auth=auth)
         self.topic = uplink_topic(unit_id, self.uplink.boot)
         self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
         self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
         try:
             self._downlink = open_client(url, "tcu-%s-down" % unit_id, setup=self._setup_downlink, tls=tls,
-                                         persistent=True)
+                                         persistent=True, auth=auth)
         except BaseException:
             self.uplink.close()
             raise

@@ -10,15 +10,18 @@ Topics (protocol version 1):
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from urllib.parse import urlsplit
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from tcu.emulator.credentials import Credentials, credentials
+from tcu.emulator.mqtt_limits import reason_of, reason_text
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import messages
 
@@ -70,26 +73,38 @@ class TlsOptions:
 
 @dataclass(frozen=True)
 class Broker:
-    url: str
+    url: str  # without user information: safe to show
     host: str
     port: int
     tls: bool
+    auth: Credentials | None = field(default=None, repr=False)  # from the URL (percent-decoded)
 
 
-def parse_broker_url(url: str) -> Broker:
-    """mqtt://HOST[:PORT] or mqtts://HOST[:PORT] (TLS, default port 8883)."""
+def redact_url(url: str) -> str:
+    """url without USER:PASSWORD@ (for messages about a URL that did not parse)."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    return scheme + sep + netloc.rpartition("@")[2] + slash + path if sep else url.rpartition("@")[2]
+
+
+def parse_broker_url(url: str, auth: Credentials | None = None) -> Broker:
+    """mqtt://[USER[:PASSWORD]@]HOST[:PORT] or mqtts://... (TLS, default port 8883). auth (the
+    config's or the options') takes the place of the URL's user information."""
     try:
         parts = urlsplit(url)
     except ValueError:  # an unclosed IPv6 bracket, say
         parts = urlsplit("")
+    shown = redact_url(url)
     if parts.scheme not in DEFAULT_PORTS or not parts.hostname:
         raise UsageError("--broker %r: expected mqtt://HOST[:PORT] or mqtts://HOST[:PORT], "
-                         "e.g. mqtt://127.0.0.1:1883" % url)
+                         "e.g. mqtt://127.0.0.1:1883" % shown)
     try:
         port = parts.port or DEFAULT_PORTS[parts.scheme]
     except ValueError:
-        raise UsageError("--broker %r: the port is not a number from 1 to 65535" % url) from None
-    return Broker(url, parts.hostname, port, parts.scheme == "mqtts")
+        raise UsageError("--broker %r: the port is not a number from 1 to 65535" % shown) from None
+    if auth is None and parts.username is not None:
+        auth = credentials(unquote(parts.username), None if parts.password is None else unquote(parts.password))
+    return Broker(shown, parts.hostname, port, parts.scheme == "mqtts", auth)
 
 
 def new_client(broker: Broker, client_id: str, protocol: mqtt.MQTTProtocolVersion, tls: TlsOptions | None,
@@ -106,6 +121,9 @@ def new_client(broker: Broker, client_id: str, protocol: mqtt.MQTTProtocolVersio
             client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
         except (OSError, ValueError) as err:
             raise UsageError("TLS options for %s: %s" % (broker.url, err)) from None
+    if broker.auth is not None:
+        # bytes: MQTT's password is binary data; paho passes bytes through (typed str only)
+        client.username_pw_set(broker.auth.username, broker.auth.password)  # type: ignore[arg-type]
     return client
 
 
@@ -119,14 +137,17 @@ def connect_args(protocol: mqtt.MQTTProtocolVersion, persistent: bool) -> dict[s
     return {"clean_start": not persistent, "properties": props}
 
 
-def reason_value(reason: object) -> int:
-    value = getattr(reason, "value", reason)
-    return value if isinstance(value, int) else -1
+reason_value = reason_of
 
 
 def is_failure(reason: object) -> bool:
     """A CONNACK or PUBACK reason that is not success (MQTT 5: >= 0x80)."""
     return bool(getattr(reason, "is_failure", False)) or reason_value(reason) >= 0x80
+
+
+def connack_text(reason: object, version: int) -> str:
+    """A CONNACK reason as number and name: '0x86 Bad User Name or Password'."""
+    return reason_text("CONNACK", reason_value(reason), 5 if version == mqtt.MQTTv5 else 4)
 
 
 def protocols(protocol: mqtt.MQTTProtocolVersion | None) -> list[mqtt.MQTTProtocolVersion]:
@@ -137,14 +158,14 @@ def protocols(protocol: mqtt.MQTTProtocolVersion | None) -> list[mqtt.MQTTProtoc
 def answer_wait(protocol: int, candidates: Sequence[int], timeout_s: float) -> float:
     """How long to wait for CONNACK: a 3.1.1-only broker may hang on MQTT 5 properties
     (amqtt does) instead of refusing, so an MQTT 5 attempt that may fall back waits less.
-    protocol: paho's MQTTv5 / MQTTv311 or mqtt_wire's MQTT5 / MQTT311 (the same numbers)."""
+    protocol: paho's MQTTv5 / MQTTv311 or mqtt_limits' MQTT5 / MQTT311 (the same numbers)."""
     return min(timeout_s, PROBE_S) if protocol == mqtt.MQTTv5 and len(candidates) > 1 else timeout_s
 
 
 def open_client(url: str, client_id: str, timeout_s: float = 5.0,
                 setup: Callable[[mqtt.Client], None] | None = None, tls: TlsOptions | None = None,
                 persistent: bool = False, keepalive_s: int = 30,
-                protocol: mqtt.MQTTProtocolVersion | None = None) -> mqtt.Client:
+                protocol: mqtt.MQTTProtocolVersion | None = None, auth: Credentials | None = None) -> mqtt.Client:
     """A paho client connected to url with paho's network loop running, or LinkError.
 
     paho's connect() only opens the socket; a broker that accepts TCP but never sends
@@ -153,7 +174,8 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
     paho reconnects on its own afterwards (within 1 to 2 s); setup() should subscribe in
     on_connect so a broker that lost its sessions still delivers.
     """
-    broker = parse_broker_url(url)
+    broker = parse_broker_url(url, auth)
+    url = broker.url  # from here on, without user information
     candidates = protocols(protocol)
     for version in candidates:
         client = new_client(broker, client_id, version, tls, persistent)
@@ -193,10 +215,22 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
             return client
         client.disconnect()
         client.loop_stop()
-        if version != candidates[-1] and (not answered.is_set() or (
-                answer and reason_value(answer[0]) in UNSUPPORTED_PROTOCOL)):
+        if version != candidates[-1] and (not answer or reason_value(answer[0]) in UNSUPPORTED_PROTOCOL):
+            # no answer, closed before CONNACK (amqtt closes on MQTT 5), or "speak another version"
             continue
-        why = (str(answer[0]) if answer else "the connection was closed before CONNACK" if answered.is_set()
+        why = ("CONNACK %s" % connack_text(answer[0], version) if answer
+               else "the connection was closed before CONNACK" if answered.is_set()
                else "no answer to CONNECT within %.0f s" % timeout_s)
         raise LinkError("broker %s refused the connection: %s" % (url, why))
     raise AssertionError("unreachable")
+
+
+def tls_context(tls: TlsOptions) -> ssl.SSLContext:
+    """The client-side TLS context for raw sockets (tcu doctor's step-by-step checks)."""
+    try:
+        context = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as err:
+        raise UsageError("TLS options: %s" % err) from None
+    return context

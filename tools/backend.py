@@ -22,11 +22,12 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
-from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic
+from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.tools.store import open_store, store_errors
-from tcu.tools.tls_options import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
 from tcu.tools.view import UplinkView
 
 Record = dict[str, Any]
@@ -42,7 +43,7 @@ class Backend:
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
-                 share: str | None = None) -> None:
+                 auth: Credentials | None = None, share: str | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
@@ -72,7 +73,8 @@ class Backend:
             # every connect: a broker that restarted without its sessions forgot the subscription
             client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
 
-        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol)
+        self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol,
+                                   auth=auth)
         self._subscribed.wait(5)
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
@@ -229,9 +231,10 @@ def run(args: argparse.Namespace) -> int:
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls_options(args), e2e_key=e2e_key,
-                          on_uplink=table.add if table else None, share=args.share)
+                          on_uplink=table.add if table else None, auth=broker_auth(args), share=args.share)
         shared = "" if args.share is None else "$share/%s/" % args.share
-        print("backend: subscribed to %s%s on %s" % (shared, ALL_UPLINKS, args.broker), file=sys.stderr, flush=True)
+        print("backend: subscribed to %s%s on %s" % (shared, ALL_UPLINKS, redact_url(args.broker)), file=sys.stderr,
+              flush=True)
         receive(backend, args.count)
     return 0
 

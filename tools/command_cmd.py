@@ -20,7 +20,7 @@ from tcu.emulator.uplink import open_client
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
-from tcu.tools.tls_options import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
 
 KID = b"backend"  # the key id `tcu run --backend-key` trusts
 VALID_FOR_S = 300  # a command not delivered within 5 minutes expires
@@ -98,7 +98,8 @@ def run_command(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
     command = build_command(args, int(time.time()))
     data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
-    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls_options(args))
+    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls_options(args),
+                         auth=broker_auth(args))
     try:
         info = client.publish(cmd.downlink_topic(args.unit), data, qos=1)
         info.wait_for_publish(10)

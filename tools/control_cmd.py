@@ -128,4 +128,6 @@ def format_status(status: dict[str, Any]) -> str:
         "never" if age is None else "%.1f s ago" % age))
     lines.append("link: %s, %d acknowledged, outbox %d pending" % (
         "connected" if link.get("connected") else "offline", link.get("acked", 0), link.get("outbox", 0)))
+    if link.get("problem"):
+        lines.append("link: %s" % link["problem"])
     return "\n".join(lines)

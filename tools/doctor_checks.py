@@ -52,33 +52,56 @@ class Finding:
 
 # ---- broker ----------------------------------------------------------------------------------
 
-def _connect_packet(version: int, client_id: str) -> bytes:
-    """An MQTT CONNECT: clean session, no will, keep-alive 10 s (v5: empty properties). Not
-    mqtt_wire.encode_connect: that one always carries the unit's retained will."""
-    from tcu.emulator.mqtt_wire import varint
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        n, digit = divmod(n, 128)
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
 
-    body = struct.pack("!H", 4) + b"MQTT" + bytes([version, 0x02]) + struct.pack("!H", 10)
+
+def _connect_packet(version: int, client_id: str, auth: Any = None) -> bytes:
+    """An MQTT CONNECT: clean session, no will, keep-alive 10 s (v5: empty properties), the
+    user name and password the unit would give (emulator/credentials.py)."""
+    flags = 0x02 | (0x80 if auth is not None else 0) | (0x40 if auth is not None and auth.password is not None else 0)
+    body = struct.pack("!H", 4) + b"MQTT" + bytes([version, flags]) + struct.pack("!H", 10)
     if version == 5:
         body += b"\x00"
     body += struct.pack("!H", len(client_id)) + client_id.encode()
-    return bytes([0x10]) + varint(len(body)) + body
+    if auth is not None:
+        name = auth.username.encode()
+        body += struct.pack("!H", len(name)) + name
+        if auth.password is not None:
+            body += struct.pack("!H", len(auth.password)) + auth.password
+    return bytes([0x10]) + _varint(len(body)) + body
 
 
-def _connack(sock: socket.socket, version: int) -> int | None:
-    """Send CONNECT, return the CONNACK's reason code (None: closed first); DISCONNECT after."""
-    from tcu.emulator.mqtt_wire import CONNACK, DISCONNECT_PACKET, Parser
+def _connack(sock: socket.socket, version: int, auth: Any = None) -> tuple[int, Any] | None:
+    """Send CONNECT, return the CONNACK's reason code and (MQTT 5) the limits it announces
+    (None: closed first); DISCONNECT after."""
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 
-    sock.sendall(_connect_packet(version, "tcu-doctor-%d" % os.getpid()))
-    parser = Parser()
-    while True:
-        data = sock.recv(4096)
-        if not data:
+    from tcu.emulator.mqtt_limits import Limits
+
+    sock.sendall(_connect_packet(version, "tcu-doctor-%d" % os.getpid(), auth))
+    data = b""
+    while len(data) < 4 or (len(data) < 2 + data[1] and data[1] < 128):  # a CONNACK under 128 bytes
+        chunk = sock.recv(4096)
+        if not chunk:
             return None
-        for kind, _, body in parser.feed(data):
-            if kind == CONNACK and len(body) >= 2:
-                if body[1] == 0:
-                    sock.sendall(DISCONNECT_PACKET)
-                return body[1]
+        data += chunk
+    if data[0] >> 4 != 2:
+        raise OSError("the first packet is not a CONNACK")
+    limits = None
+    if data[3] == 0:
+        sock.sendall(b"\xe0\x00")  # DISCONNECT
+        if version == 5 and data[1] > 2 and data[1] < 128:
+            props = Properties(PacketTypes.CONNACK)
+            props.unpack(data[4:2 + data[1]])
+            limits = Limits.from_connack(props)
+    return data[3], limits
 
 
 def _reason(version: int, code: int) -> str:
@@ -91,8 +114,12 @@ def _reason(version: int, code: int) -> str:
     return "%d (%s)" % (code, mqtt.connack_string(code))
 
 
-REMEDIES = {0x86: "give the broker's user name and password", 0x87: "allow this client in the broker's ACL",
-            0x85: "the broker rejects the client id: check its client id rules", 4: "check the user name/password",
+AUTH_HOW = ("broker.username and broker.password_file in the config (or --username, --password-file, "
+            "or mqtt://USER:PASSWORD@HOST)")
+REMEDIES = {0x86: "give the broker's user name and password: " + AUTH_HOW,
+            0x87: "allow this client in the broker's ACL",
+            0x85: "the broker rejects the client id: check its client id rules",
+            4: "check the user name and password: " + AUTH_HOW,
             5: "allow this client in the broker's ACL", 2: "the broker rejects the client id"}
 
 
@@ -117,8 +144,7 @@ def _open(host: str, port: int) -> socket.socket | Finding:
 
 
 def _tls(sock: socket.socket, config: Config, host: str) -> ssl.SSLSocket | Finding:
-    from tcu.emulator.mqtt_wire import tls_context
-    from tcu.emulator.uplink import TlsOptions
+    from tcu.emulator.uplink import TlsOptions, tls_context
 
     try:
         context = tls_context(TlsOptions(config.tls_ca, config.tls_cert, config.tls_key))
@@ -163,6 +189,10 @@ def check_broker(config: Config) -> list[Finding]:
         broker = parse_broker_url(config.broker)
     except TcuError as err:
         return [Finding("broker", FAIL, str(err), "fix broker.url / --broker")]
+    try:
+        broker = parse_broker_url(config.broker, config.credentials())
+    except TcuError as err:  # a password file others can read, say (never the password itself)
+        return [Finding("auth", FAIL, str(err), "fix broker.username / broker.password_file")]
     out: list[Finding] = []
     sock = _session(config, broker, out)
     if sock is None:
@@ -174,10 +204,10 @@ def check_broker(config: Config) -> list[Finding]:
     elif config.tls_ca or config.tls_cert or config.tls_key:
         out.append(Finding("tls", WARN, "TLS files given, but %s is plain MQTT: they are unused" % broker.url,
                            "use mqtts://HOST:8883 to encrypt the link"))
-    finding = _mqtt(sock, broker.url, 5)
+    finding = _mqtt(sock, broker.url, 5, broker.auth)
     if finding is None:  # a 3.1.1 broker refused MQTT 5: ask again in its version, as the unit does
         sock = _session(config, broker, out)
-        finding = _mqtt(sock, broker.url, 4) if sock is not None else None
+        finding = _mqtt(sock, broker.url, 4, broker.auth) if sock is not None else None
     return out + ([finding] if finding else [])
 
 
@@ -185,34 +215,43 @@ def _reachable(broker: Any) -> Finding:
     return Finding("broker", OK, "TCP %s:%d reachable" % (broker.host, broker.port))
 
 
-def _mqtt(sock: socket.socket, url: str, version: int) -> Finding | None:
+def _mqtt(sock: socket.socket, url: str, version: int, auth: Any = None) -> Finding | None:
     """The CONNACK check; None if an MQTT 5 CONNECT was refused for its version."""
     name = "MQTT 5" if version == 5 else "MQTT 3.1.1"
     tls = isinstance(sock, ssl.SSLSocket)
     try:
         with sock:
-            code = _connack(sock, version)
+            answer = _connack(sock, version, auth)
     except ssl.SSLError as err:  # TLS 1.3: the broker checks the client certificate after the handshake
         return Finding("tls", FAIL, "%s refused this client after the handshake: %s" % (url, err.reason or err),
                        CLIENT_CERT_REMEDY)
     except OSError as err:
         return Finding("mqtt", FAIL, "%s: no CONNACK: %s" % (url, err.strerror or err),
                        CLIENT_CERT_REMEDY if tls else "is this an MQTT broker's port?")
-    if code is None:
+    if answer is None:
         return Finding("mqtt", FAIL, "%s: closed the connection before CONNACK" % url,
                        CLIENT_CERT_REMEDY if tls else "is this an MQTT broker's port? Does it want TLS (mqtts://)?")
+    code, limits = answer
     if version == 5 and code in (1, 0x84):
         return None
     if code:
         return Finding("mqtt", FAIL, "%s refused the connection: CONNACK %s" % (url, _reason(version, code)),
                        REMEDIES.get(code, "see the broker's log"))
-    return Finding("mqtt", OK, "%s: CONNACK %s (%s)" % (url, _reason(version, code), name))
+    if limits is not None and limits.max_qos < 1:
+        return Finding("mqtt", FAIL, "%s accepts QoS 0 only (CONNACK Maximum QoS 0)" % url,
+                       "the unit needs QoS 1 (acknowledged delivery): allow it in the broker (max_qos)")
+    if limits is not None and limits.max_packet_size < 128:
+        return Finding("mqtt", WARN, "%s: CONNACK %s (%s); %s: uplinks sealed end to end are about 110 bytes" % (
+            url, _reason(version, code), name, limits.describe()), "raise the broker's max_packet_size")
+    shown = "; %s" % limits.describe() if limits is not None else ""
+    return Finding("mqtt", OK, "%s: CONNACK %s (%s)%s" % (url, _reason(version, code), name, shown))
 
 
 # ---- key files -------------------------------------------------------------------------------
 
 def check_keys(config: Config) -> list[Finding]:
     from cryptography import x509
+
     from tcu.emulator.crypto import load_e2e_key, load_public_key
 
     loaders: list[tuple[str, str | None, Callable[[str], Any], bool, str]] = [

@@ -80,7 +80,8 @@ def _hours(text: str) -> float:
 SETUP_OPTIONS = (("--gps", str, "SOURCE"), ("--baud", _auto_baud, "N"), ("--broker", str, "URL"),
                  ("--unit", str, "ID"), ("--state", str, "DIR"), ("--control", str, "PATH"),
                  ("--indicator", str, "SPEC"), ("--input", str, "SPEC"), ("--tls-ca", str, "FILE"),
-                 ("--tls-cert", str, "FILE"), ("--tls-key", str, "FILE"), ("--backend-key", str, "PEM"),
+                 ("--tls-cert", str, "FILE"), ("--tls-key", str, "FILE"), ("--username", str, "NAME"),
+                 ("--password-file", str, "FILE"), ("--backend-key", str, "PEM"),
                  ("--backend-hmac-key", str, "FILE"), ("--e2e-key", str, "FILE"),
                  ("--audit-retention", _hours, "HOURS"))
 

@@ -109,6 +109,8 @@ class Fleet:
         if self.broker.tls:
             tls = tls or TlsOptions()
             client.tls_set(ca_certs=tls.ca_file, certfile=tls.cert_file, keyfile=tls.key_file)
+        if self.broker.auth is not None:  # USER:PASSWORD@ in --broker
+            client.username_pw_set(self.broker.auth.username, self.broker.auth.password)  # type: ignore[arg-type]
         client.will_set(status_topic(uid), status_payload(False), qos=1, retain=True)
         self.attach(client)
         client.on_connect = self._on_connect

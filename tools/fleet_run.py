@@ -40,6 +40,8 @@ class Commander:
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
                                   client_id="tcu-fleet-commander-%d-%d" % (os.getpid(), fleet.config.first))
         fleet.attach(self.client)
+        if fleet.broker.auth is not None:
+            self.client.username_pw_set(fleet.broker.auth.username, fleet.broker.auth.password)  # type: ignore[arg-type]
         self.client.connect(fleet.broker.host, fleet.broker.port, fleet.config.keepalive_s)
 
     def send(self, sim: SimUnit, event: Event) -> bool:

@@ -23,6 +23,10 @@ TEST_SIGNING_SEED = bytes(range(32))  # the Ed25519 test key; its public key is 
 TEST_HMAC_KEY = bytes(range(100, 132))
 TEST_E2E_KEY = bytes(range(200, 232))
 TEST_IV = bytes(range(12))
+BOOT = T  # the example boot number (a fresh outbox starts from the clock's Unix seconds)
+# A sealed uplink's external AAD is the full topic it is published on (what units use and
+# backends receive with the message), never a prefix of it.
+SEALED_TOPIC = "tcu/v1/%s/up/%d" % (UNIT, BOOT)
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "protocol" / "golden"
 
 Vector = tuple[str, bytes, str]  # (CDDL rule, bytes, description)
@@ -35,7 +39,7 @@ def build_vectors() -> dict[str, Vector]:
                                                                          cmd.ARG_UNTIL: T + 86400})
     cancel = cmd.Command(UNIT, 43, T - 60, T + 300, cmd.CMD_CANCEL, {cmd.ARG_SESSION: 3})
     signer = Ed25519PrivateKey.from_private_bytes(TEST_SIGNING_SEED)
-    sealed = cose.encrypt0(report, cose.ALG_A256GCM, TEST_IV, ("tcu/v1/%s/up" % UNIT).encode(),
+    sealed = cose.encrypt0(report, cose.ALG_A256GCM, TEST_IV, SEALED_TOPIC.encode(),
                            lambda iv, plain, aad: AESGCM(TEST_E2E_KEY).encrypt(iv, plain, aad))
     return {
         "status": ("uplink", messages.encode_status(T, messages.STATE_ONLINE), "online, dormant: no position"),
@@ -59,7 +63,8 @@ def build_vectors() -> dict[str, Vector]:
                            "track-stolen, COSE_Sign1 EdDSA, AAD = tcu/v1/unit-0001/down"),
         "downlink-mac0": ("downlink", cmd.seal_command(cancel, b"backend-mac", cose.ALG_HMAC_256_256, TEST_HMAC_KEY),
                           "cancel session 3, COSE_Mac0 HMAC 256/256, AAD = tcu/v1/unit-0001/down"),
-        "sealed-report": ("sealed-uplink", sealed, "the report, COSE_Encrypt0 A256GCM, AAD = tcu/v1/unit-0001/up"),
+        "sealed-report": ("sealed-uplink", sealed, "the report, COSE_Encrypt0 A256GCM, published on %s; external "
+                          "AAD = that topic in full (open a received one with the topic it came on)" % SEALED_TOPIC),
     }
 
 
@@ -69,6 +74,8 @@ def main() -> int:
     for name, (rule, data, description) in build_vectors().items():
         (GOLDEN_DIR / (name + ".cbor")).write_bytes(data)
         index[name] = {"rule": rule, "hex": data.hex(), "bytes": len(data), "description": description}
+        if rule == "sealed-uplink":
+            index[name]["aad"] = SEALED_TOPIC  # the UTF-8 topic, the Enc_structure's external_aad
     public = Ed25519PrivateKey.from_private_bytes(TEST_SIGNING_SEED).public_key().public_bytes_raw()
     keys = {"ed25519_public": public.hex(), "hmac": TEST_HMAC_KEY.hex(), "aes256gcm": TEST_E2E_KEY.hex(),
             "iv": TEST_IV.hex(), "unit": UNIT}

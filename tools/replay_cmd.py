@@ -13,17 +13,18 @@ from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from tcu.emulator.broker import EmbeddedBroker
+from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, seal_uplink
 from tcu.emulator.link import DurableUplink, LinkStats
 from tcu.emulator.outbox import OutboxStats
 from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow, parse_trigger
-from tcu.emulator.uplink import TlsOptions, uplink_topic
+from tcu.emulator.uplink import TlsOptions, redact_url, uplink_topic
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
 from tcu.tools import progress
-from tcu.tools.tls_options import add_tls_arguments, tls_options
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
 from tcu.tools.view import UplinkView
 
 EMBEDDED_PROTOCOL = mqtt.MQTTv311  # amqtt speaks 3.1.1 only (and hangs on MQTT 5 properties)
@@ -61,7 +62,8 @@ class ReplayResult:
 def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, unit_id: str,
                      jsonl: IO[str] | None = None, outbox: str | None = None,
                      tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
-                     e2e_key: bytes | None = None, wrap_source: Callable[[Any], Any] | None = None) -> ReplayResult:
+                     e2e_key: bytes | None = None, wrap_source: Callable[[Any], Any] | None = None,
+                     auth: Credentials | None = None) -> ReplayResult:
     """The whole replay: every uplink goes through the durable outbox; returns once the
     broker acknowledged every uplink (those left from an earlier run included). While no
     session is active the HAL parses no position at all (the idle path).
@@ -71,7 +73,8 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
     if wrap_source is not None:
         stream.source = wrap_source(stream.source)
     view = UplinkView()
-    with stream, DurableUplink(broker_url, unit_id, outbox, tls=tls, protocol=protocol) as uplink:
+    with stream, DurableUplink(broker_url, unit_id, outbox, tls=tls, protocol=protocol,
+                                         auth=auth) as uplink:
         topic = uplink_topic(unit_id, uplink.boot)
 
         def sink(action: Any, now_ms: int) -> None:
@@ -106,13 +109,13 @@ def run(args: argparse.Namespace) -> int:
         shown = progress.wanted(args.quiet, jsonl)
         with progress.trace_bar(args.trace, "replay", shown) as wrap:
             result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls_options(args),
-                                      None if args.broker else EMBEDDED_PROTOCOL, e2e_key, wrap)
+                                      None if args.broker else EMBEDDED_PROTOCOL, e2e_key, wrap, broker_auth(args))
     stats = result.replay
     if result.recovered:
         print("replay: %s" % result.recovered, file=sys.stderr)
     print("replay: %d receiver seconds with no session active (no position decoded), %d fixes in sessions, "
           "%d uplinks (%d located) acknowledged by %s%s" % (
-              stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located, url,
+              stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located, redact_url(url),
               "" if args.broker else " (embedded)"), file=sys.stderr)
     extra = []
     if result.link.backlog:

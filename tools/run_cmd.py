@@ -66,8 +66,9 @@ def run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, on_signal)
     daemon = UnitDaemon.from_config(config, loader=lambda: resolve(args))
+    daemon.live.uplink.report_problems_to(lambda line: print("tcu run: link: %s" % line, file=sys.stderr, flush=True))
     print("tcu run: unit %s (boot %d) on %s, GPS %s; control socket %s%s" % (
-        config.unit, daemon.live.uplink.boot, config.broker, config.gps, daemon.control_path,
+        config.unit, daemon.live.uplink.boot, daemon.live.uplink.broker.url, config.gps, daemon.control_path,
         "; config %s" % config.path if config.path else ""), file=sys.stderr, flush=True)
     try:
         while not stop.is_set():

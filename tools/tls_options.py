@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import argparse
 
+from tcu.emulator.credentials import Credentials, credentials
 from tcu.emulator.uplink import TlsOptions
 
 
 def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """The --tls-* options and the broker's --username / --password-file (also in the URL)."""
     parser.add_argument("--tls-ca", metavar="FILE", help="mqtts://: the CA certificates to trust")
     parser.add_argument("--tls-cert", metavar="FILE", help="mqtts://: this client's certificate (mutual TLS)")
     parser.add_argument("--tls-key", metavar="FILE", help="mqtts://: this client's private key (mutual TLS)")
+    parser.add_argument("--username", metavar="NAME", help="the broker user name (or mqtt://USER:PASSWORD@HOST)")
+    parser.add_argument("--password-file", metavar="FILE",
+                        help="the broker password, in a file only its owner can read (chmod 600)")
+
+
+def broker_auth(args: argparse.Namespace) -> Credentials | None:
+    """--username / --password-file, over the URL's user information (None: the URL's alone)."""
+    return credentials(username=getattr(args, "username", None), password_file=getattr(args, "password_file", None))
 
 
 def tls_options(args: argparse.Namespace) -> TlsOptions | None:
