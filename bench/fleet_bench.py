@@ -71,8 +71,11 @@ def workers(broker: str, store: str, count: int, log: Path, name: str) -> list[s
         procs.append(subprocess.Popen([*TCU, "backend", "--broker", broker, "--store", store, *share, "--client-id",
                                        "bench-%s-w%d" % (name, k), "--json"], stdout=subprocess.DEVNULL,
                                       stderr=open(log, "ab")))  # noqa: SIM115
-    deadline = time.monotonic() + 60
-    while log.read_text().count("backend: subscribed") < count and time.monotonic() < deadline:
+    deadline = time.monotonic() + 120
+    while log.read_text().count("backend: subscribed") < count:
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            stop(procs)
+            raise RuntimeError("backend workers did not subscribe: %s" % log.read_text()[-2000:])
         time.sleep(0.1)
     return procs
 

@@ -142,3 +142,48 @@ def test_missing_traces_and_identities_are_one_line(tmp_path: Path) -> None:
                             str(tmp_path / "{unit}.key")], "no such file for the first unit")):
         result = run_fleet("--units", "3", "--broker", "mqtt://127.0.0.1:1", *args, timeout=30)
         assert result.returncode == 2 and message in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+CHURN = """
+seed = 3
+[[events]]
+at = 0
+share = "20%"
+trigger = "crash"
+[churn]
+outages = 900      # per unit-hour: over 100 units, ~25 outages a second
+reboots = 300
+outage = "1s"
+reboot = "1s"
+"""
+
+
+def test_churn_outages_and_reboots_lose_nothing(mosquitto: Mosquitto, postgres: Postgres,  # noqa: F811
+                                                tmp_path: Path, figures) -> None:
+    """Links dropped without DISCONNECT (the will fires) and reboots (sessions end, a new boot)
+    while units are in crash sessions: every uplink still stored exactly once, none outside
+    its session."""
+    scenario = tmp_path / "churn.toml"
+    scenario.write_text(CHURN)
+    store = postgres.new_database("churn")
+    backend = Backend(mosquitto.url, client_id="churn-backend-%d" % time.monotonic_ns(), persistent=False, store=store)
+    sniffer = Sniffer(mosquitto)
+    record = tmp_path / "sent.jsonl"
+    try:
+        result = run_fleet("--units", "100", "--broker", mosquitto.url, "--traces", str(DEMO_TRACE), "--scenario",
+                           str(scenario), "--duration", "8", "--record", str(record), "--prefix", "churn-", "--quiet")
+        assert result.returncode == 0, result.stderr
+        summary = json.loads(result.stdout)
+        sent = [json.loads(line) for line in record.read_text().splitlines()]
+        if not backend.wait_for(len(sent), 30):
+            stored = set(backend.stored_keys())
+            missing = [r for r in sent if (r["unit"], r["boot"], r["seq"]) not in stored]
+            raise AssertionError("missing %s; summary %s" % (missing, summary))
+        time.sleep(0.5)
+    finally:
+        backend.close()
+        sniffer.close()
+    assert summary["outages"] > 0 and summary["reboots"] > 0 and summary["lost"] == 0
+    checked = check_fleet(store, sent, sniffer, {"churn-%05d" % i for i in range(100)})
+    figures("churn: %d outages, %d reboots, %d uplinks (%d located) stored once each, 0 outside their session"
+            % (summary["outages"], summary["reboots"], checked["uplinks"], checked["located"]))

@@ -68,7 +68,7 @@ class FleetConfig:
 
 
 class SimUnit:
-    __slots__ = ("index", "uid", "boot", "client", "unit", "track", "session_start", "offline_until", "stats")
+    __slots__ = ("index", "uid", "boot", "client", "unit", "track", "start_ms", "fixes", "last_ms", "offline_until")
 
     def __init__(self, index: int, uid: str, boot: int, client: mqtt.Client, unit: Unit, track: UnitTrack) -> None:
         self.index = index
@@ -77,7 +77,9 @@ class SimUnit:
         self.client = client
         self.unit = unit
         self.track = track
-        self.session_start = 0.0  # monotonic time the current stretch of sessions began
+        self.start_ms = 0  # when the current stretch of sessions began (the receiver's epoch 0)
+        self.fixes = 0  # epochs fed since: fix n is at start_ms + n s, so a 1 s period is met exactly
+        self.last_ms = 0  # the unit's clock never goes backwards
         self.offline_until = 0.0  # an outage or reboot: no reconnect before this (monotonic)
 
 
@@ -202,8 +204,8 @@ class Fleet:
         self.handle(sim, Downlink(bytes(message.payload)))
 
     # -- the firmware
-    def handle(self, sim: SimUnit, event: Any) -> None:
-        now_ms = int(time.time() * 1000)
+    def handle(self, sim: SimUnit, event: Any, at_ms: int | None = None) -> None:
+        now_ms = sim.last_ms = max(sim.last_ms, int(time.time() * 1000) if at_ms is None else at_ms)
         try:
             actions = sim.unit.handle(event, now_ms)
         except Refused:
@@ -213,7 +215,7 @@ class Fleet:
                 self.publish(sim, action, now_ms)
         if sim.unit.sessions and sim not in self.active:
             self.active.add(sim)
-            sim.session_start = time.monotonic()
+            sim.start_ms, sim.fixes = now_ms, 0
         elif not sim.unit.sessions:
             self.active.discard(sim)
 
@@ -230,15 +232,19 @@ class Fleet:
             self.records.append((sim.uid, sim.boot, action.seq, action.sid, action.located, now_ms / 1000))
 
     def _feed(self) -> None:
-        """Once a second: each unit in a session gets its next fix; due timers fire."""
+        """Each unit in a session gets the receiver epoch due by now (its fix n at start + n s,
+        as a 1 Hz receiver; a loop that fell behind skips to the latest); due timers fire."""
         now_ms = int(time.time() * 1000)
-        mono = time.monotonic()
         for sim in list(self.active):
             due = sim.unit.next_timer()
             if due is not None and due <= now_ms:
                 self.handle(sim, Tick())
-            if sim.unit.sessions:
-                self.handle(sim, FixEvent(sim.track.fix_at(self.tracks, int(mono - sim.session_start), now_ms)))
+            behind = (now_ms - sim.start_ms) // 1000 - sim.fixes
+            if behind <= 0 or not sim.unit.sessions:
+                continue
+            sim.fixes += behind
+            epoch_ms = sim.start_ms + sim.fixes * 1000
+            self.handle(sim, FixEvent(sim.track.fix_at(self.tracks, sim.fixes, epoch_ms)), epoch_ms)
         self.stats.in_session = len(self.active)
 
     # -- scenario actions
@@ -313,9 +319,9 @@ class Fleet:
             if now >= next_tenth:
                 next_tenth = now + 0.1
                 self._misc()
+                self._feed()  # epochs fed within 0.1 s of their time
             if now >= next_second:
                 next_second += 1.0
-                self._feed()
                 if on_second is not None:
                     on_second()
 
@@ -336,6 +342,9 @@ class Fleet:
         for sim in self.units:
             if sim.unit.sessions:
                 self.handle(sim, Shutdown())
+            if not sim.client.is_connected():  # back from an outage or reboot early: deliver what it holds
+                sim.offline_until = 0.0
+                self._reconnect(sim)
         self.run_until(time.monotonic() + drain_s, on_second, until=lambda: not self.sent)
         self.stopping = True
         for sim in self.units:
