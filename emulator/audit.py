@@ -27,7 +27,8 @@ FIELDS = ("n", "time", "boot", "seq", "session", "purpose", "digest", "prev")
 
 
 def record_hash(record: dict[str, Any]) -> str:
-    canonical = json.dumps([record[k] for k in FIELDS], separators=(",", ":"))
+    marks = ["test"] if record.get("test") is True else []  # a test call's mark is chained too
+    canonical = json.dumps([record[k] for k in FIELDS] + marks, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -59,10 +60,14 @@ class AuditLog:
             raise SourceError("the audit log %s is damaged: see `tcu audit verify %s`" % (path, path)) from None
         self.records = records
 
-    def append(self, time_s: int, boot: int, seq: int, session: int, purpose: str, payload: bytes) -> dict[str, Any]:
+    def append(self, time_s: int, boot: int, seq: int, session: int, purpose: str, payload: bytes,
+               test: bool = False) -> dict[str, Any]:
+        """test: the session is a test call (tcu trigger crash|sos --test), marked in the record."""
         record: dict[str, Any] = {"n": self.next_n, "time": time_s, "boot": boot, "seq": seq, "session": session,
                                      "purpose": purpose, "digest": hashlib.sha256(payload).hexdigest(),
                                      "prev": self.last}
+        if test:
+            record["test"] = True
         record["hash"] = record_hash(record)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, separators=(",", ":")) + "\n")

@@ -46,6 +46,7 @@ class Config:
     e2e_key: str | None = None
     audit_retention_h: float = 13.0
     services: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # overrides by service name
+    vehicle: Mapping[str, Any] = field(default_factory=dict)  # [vehicle]: the eCall MSD's vehicle data
     path: str | None = None  # the file it was read from
 
     def credentials(self) -> Credentials | None:
@@ -59,6 +60,12 @@ class Config:
     @property
     def control_path(self) -> str:
         return self.control or os.path.join(self.state, "control.sock")
+
+    def vehicle_data(self) -> Any:
+        """The [vehicle] table as the MSD encoder's Vehicle (emulator/msd.py)."""
+        from tcu.emulator.msd import vehicle_of
+
+        return vehicle_of(dict(self.vehicle), "vehicle")
 
     def service_table(self) -> dict[int, Service]:
         return narrow_services(default_services(), {k: dict(v) for k, v in self.services.items()})
@@ -164,6 +171,7 @@ SECTIONS: dict[str, list[str]] = {}
 for _setting in SETTINGS:
     SECTIONS.setdefault(_setting.key.split(".")[0], []).append(_setting.key.split(".")[1])
 SECTIONS["services"] = []  # one table per service, checked by narrow_services
+SECTIONS["vehicle"] = ["vin", "type", "propulsion", "passengers"]  # checked by emulator/msd.py
 
 
 def read_file(path: str) -> dict[str, Any]:
@@ -194,6 +202,11 @@ def read_file(path: str) -> dict[str, Any]:
     if "services" in doc:
         narrow_services(default_services(), doc["services"], "%s: services" % where)
         values["services"] = doc["services"]
+    if "vehicle" in doc:
+        from tcu.emulator.msd import vehicle_of
+
+        vehicle_of(doc["vehicle"], "%s: vehicle" % where)
+        values["vehicle"] = doc["vehicle"]
     return values
 
 

@@ -79,7 +79,7 @@ class UnitDaemon:
                  control: str | None = None, indicator: str = "none", tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
                  audit_retention_s: int = 13 * 3600, services: dict[int, Service] | None = None,
-                 inputs: Sequence[str] = (), auth: Credentials | None = None) -> None:
+                 inputs: Sequence[str] = (), auth: Credentials | None = None, vehicle: Any = None) -> None:
         self.config: Config | None = None  # set by from_config: what a reload compares with
         self.loader: Callable[[], Config] | None = None
         self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
@@ -91,7 +91,7 @@ class UnitDaemon:
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
-                                 services=services, auth=auth)
+                                 services=services, auth=auth, vehicle=vehicle)
         except BaseException:  # the GPS port and the indicator are released on every failure
             self._stream.close()
             self.indicator.close()
@@ -121,7 +121,8 @@ class UnitDaemon:
                      control=config.control, indicator=config.indicator, tls=tls,
                      e2e_key=load_e2e_key(config.e2e_key) if config.e2e_key else None,
                      verifier=verifier_of(config), audit_retention_s=int(config.audit_retention_h * 3600),
-                     services=config.service_table(), inputs=config.inputs, auth=config.credentials())
+                     services=config.service_table(), inputs=config.inputs, auth=config.credentials(),
+                     vehicle=config.vehicle_data())
         daemon.config, daemon.loader = config, loader
         return daemon
 
@@ -176,8 +177,11 @@ class UnitDaemon:
             return reload(self)
         if not isinstance(op, str) or op not in EVENTS or not isinstance(kind, str) or kind not in TRIGGERS_BY_NAME:
             return {"ok": False, "error": "unknown request %r" % (request,)}  # (a list or dict is unhashable)
+        test = request.get("test", False) is True
+        if test and (op != "trigger" or kind not in ("crash", "sos")):
+            return {"ok": False, "error": "only a crash or sos trigger can be a test call"}
         try:
-            self.live.handle(EVENTS[op](TRIGGERS_BY_NAME[kind]))
+            self.live.handle(TriggerOn(TRIGGERS_BY_NAME[kind], test) if test else EVENTS[op](TRIGGERS_BY_NAME[kind]))
         except Refused as err:
             return {"ok": False, "error": str(err)}
         except TcuError as err:
@@ -190,7 +194,8 @@ class UnitDaemon:
             now = live.now_ms()
             sessions = [{"session": s.sid, "trigger": TRIGGER_NAMES[s.service.trigger],
                          "purpose": PURPOSE_NAMES[s.service.purpose], "samples": s.samples,
-                         "started": s.start_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000)}
+                         "started": s.start_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000),
+                         "test": s.test, "msd_sent": 0 if s.msd_values is None else s.msd_values.message_id}
                         for s in sorted(live.unit.sessions.values(), key=lambda s: s.sid)]
             indicator = live.unit.indicator
             services = {TRIGGER_NAMES[code]: service_terms(s) for code, s in sorted(live.unit.services.items())}

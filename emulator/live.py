@@ -23,9 +23,9 @@ from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
 from tcu.firmware.errors import SourceError, UsageError
-from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick
+from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick, TriggerOn
 from tcu.firmware.services import PURPOSE_NAMES, Service
-from tcu.firmware.unit import Unit
+from tcu.firmware.unit import MSD_TRIGGERS, Unit
 from tcu.protocol import messages
 from tcu.protocol.commands import CommandVerifier, downlink_topic
 
@@ -75,7 +75,8 @@ class LiveUnit:
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
                  clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
-                 services: dict[int, Service] | None = None, auth: Credentials | None = None) -> None:
+                 services: dict[int, Service] | None = None, auth: Credentials | None = None,
+                 vehicle: Any = None) -> None:
         state = Path(state_dir)
         try:
             state.mkdir(parents=True, exist_ok=True)
@@ -86,7 +87,9 @@ class LiveUnit:
         self.e2e_key = e2e_key
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
-        self.unit = Unit(services, verifier=verifier, command_counter=self.counter.load())
+        from tcu.emulator.msd import Vehicle, encoder_for
+        self.unit = Unit(services, verifier=verifier, command_counter=self.counter.load(),
+                         msd_encoder=encoder_for(vehicle if vehicle is not None else Vehicle()))
         self.lock = threading.RLock()
         self._stop = threading.Event()
         self._timer_changed = threading.Event()
@@ -94,6 +97,7 @@ class LiveUnit:
         self.topic = uplink_topic(unit_id, self.uplink.boot)
         self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
+        self._tests: set[int] = set()  # this boot's test-call sessions
         self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
         try:
             self._downlink = open_client(url, "tcu-%s-down" % unit_id, setup=self._setup_downlink, tls=tls,
@@ -127,6 +131,10 @@ class LiveUnit:
 
     def handle(self, event: Any) -> list[Any]:
         """Feed one event to the firmware and carry out its actions; returns them."""
+        if isinstance(event, TriggerOn) and event.kind in MSD_TRIGGERS:
+            from tcu.emulator.msd import warm_up
+
+            warm_up()  # asn1tools (~20 MB) loads for an emergency call only, compiling while the fix comes
         with self.lock:
             actions = self.unit.handle(event, self.now_ms())
             for action in actions:
@@ -147,14 +155,22 @@ class LiveUnit:
             if action.located:  # a disclosure: on the record before anything else happens
                 purpose = PURPOSE_NAMES.get(self._purposes.get(action.sid, 0), "unknown")
                 self.audit.append(self.now_ms() // 1000, self.uplink.boot, action.seq, action.sid, purpose,
-                                  action.payload)
+                                  action.payload, action.sid in self._tests)
         elif isinstance(action, Indicator) and self.on_indicator is not None:
             self.on_indicator(action.on)
+
+    def session_msd(self, sid: int) -> bytes | None:
+        """The eCall MSD an active crash or SOS session last sent (for the SMS fallback): the same
+        bytes as its session start carried, or None (no such session, or no fix yet)."""
+        with self.lock:
+            return self.unit.session_msd(sid)
 
     def _note_session(self, payload: bytes) -> None:
         msg = messages.decode(payload)
         if msg.type == messages.T_SESSION_START and msg.purpose is not None:
             self._purposes[msg.sid] = msg.purpose
+            if msg.test:
+                self._tests.add(msg.sid)
         elif msg.type == messages.T_SESSION_END:
             self._ended[(self.uplink.boot, msg.sid)] = self.now_ms() // 1000
             self.audit.prune(self.now_ms() // 1000, self._ended)

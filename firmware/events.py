@@ -6,12 +6,14 @@ if TYPE_CHECKING:
 
 
 class TriggerOn:
-    """A trigger input became active (airbag fired, alarm sounding, button pressed)."""
+    """A trigger input became active (airbag fired, alarm sounding, button pressed).
+    test: a test call (eCall's testCall): marked as such on the wire, never a real emergency."""
 
-    __slots__ = ("kind",)
+    __slots__ = ("kind", "test")
 
-    def __init__(self, kind: int) -> None:
+    def __init__(self, kind: int, test: bool = False) -> None:
         self.kind = kind
+        self.test = test
 
 
 class TriggerOff:

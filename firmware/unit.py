@@ -21,10 +21,12 @@ from .events import (
     TriggerOff,
     TriggerOn,
 )
-from .services import F_ALTITUDE, F_MOTION, F_QUALITY, LAWFUL, REMOTE, STOLEN, default_services
+from .msd import MsdValues, can_be_trusted
+from .services import CRASH, F_ALTITUDE, F_MOTION, F_QUALITY, LAWFUL, REMOTE, SOS, STOLEN, default_services
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ..protocol.commands import Command, CommandVerifier
@@ -36,10 +38,15 @@ class Refused(TcuError):
     """The unit refuses a request by policy (e.g. the occupant cancelling a crash session)."""
 
 
-class Session:
-    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples")
+MSD_TRIGGERS = (CRASH, SOS)  # the emergency calls: an eCall MSD rides in their session start
 
-    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int) -> None:
+
+class Session:
+    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples", "test",
+                 "sampled", "msd_values", "msd")
+
+    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int,
+                 test: bool = False) -> None:
         self.sid = sid
         self.service = service
         self.state = state
@@ -47,16 +54,23 @@ class Session:
         self.end_ms = end_ms
         self.next_due_ms = start_ms
         self.samples = 0
+        self.test = test
+        self.sampled = []  # type: list[Fix]  # MSD sessions: its last 3 sampled fixes, newest first
+        self.msd_values = None  # type: MsdValues | None  # the last MSD's values
+        self.msd = None  # type: bytes | None  # ... and its bytes (for the SMS fallback)
 
 
 class Unit:
     """One unit for one boot. Feed it events with `handle(event, now_ms)`."""
 
     __slots__ = ("services", "sessions", "_next_sid", "_next_seq", "indicator", "verifier",
-                 "command_counter", "status_interval_s")
+                 "command_counter", "status_interval_s", "msd_encoder")
 
     def __init__(self, services: "dict[int, Service] | None" = None,
-                 verifier: "CommandVerifier | None" = None, command_counter: int = 0) -> None:
+                 verifier: "CommandVerifier | None" = None, command_counter: int = 0,
+                 msd_encoder: "Callable[[MsdValues], bytes] | None" = None) -> None:
+        """msd_encoder: the host's eCall MSD encoder (emulator/msd.py); None sends no MSD."""
+        self.msd_encoder = msd_encoder
         self.services = services if services is not None else default_services()
         self.sessions = {}  # type: dict[int, Session]  # by trigger kind
         self._next_sid = 1
@@ -86,7 +100,8 @@ class Unit:
             if service.mode == REMOTE:  # only a verified command starts or ends these
                 raise Refused("%s: no local input or occupant can start or end it, only an authenticated "
                               "backend command" % service.name)
-            self._input(service, _INPUT_OF[type(event)], now_ms, actions)
+            test = isinstance(event, TriggerOn) and event.test
+            self._input(service, _INPUT_OF[type(event)], now_ms, actions, test=test)
         elif isinstance(event, Downlink):
             self._command(event.payload, now_ms, actions)
         elif isinstance(event, Shutdown):
@@ -107,14 +122,14 @@ class Unit:
         return sorted(self.sessions.values(), key=lambda s: (s.service.priority, s.sid))
 
     def _input(self, service: "Service", event: str, now_ms: int, actions: list,
-               until_ms: "int | None" = None, case: "str | None" = None) -> None:
+               until_ms: "int | None" = None, case: "str | None" = None, test: bool = False) -> None:
         session = self.sessions.get(service.trigger)
         state = session.state if session else tr.IDLE
         effect, next_state = tr.step(service.mode, service.occupant_can_cancel, state, event)
         if effect == tr.START:
             bound_ms = now_ms + service.bound_s * 1000
             end_ms = bound_ms if until_ms is None else min(until_ms, bound_ms)
-            self._start(service, next_state, now_ms, end_ms, case, actions)
+            self._start(service, next_state, now_ms, end_ms, case, actions, test)
         elif effect == tr.END and session is not None:
             self._end(session, tr.END_REASON_OF_INPUT[event], now_ms, actions)
         elif effect == tr.REFUSE:
@@ -126,14 +141,36 @@ class Unit:
             session.state = next_state
 
     def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
-               actions: list) -> None:
-        session = Session(self._next_sid, service, state, now_ms, end_ms)
+               actions: list, test: bool = False) -> None:
+        session = Session(self._next_sid, service, state, now_ms, end_ms, test)
         self._next_sid += 1
         self.sessions[service.trigger] = session
         seq = self._seq()
         payload = messages.encode_session_start(
-            seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case)
+            seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case, test=test)
         actions.append(Publish(payload, service.priority, session.sid, seq, False))
+
+    def _send_msd(self, session: Session, actions: list) -> None:
+        """The session start again, with an MSD from the session's latest sampled fix and the two
+        before it (recentVehicleLocationN1, N2); each one raises the message identifier."""
+        if self.msd_encoder is None or not session.sampled:
+            return
+        previous = session.msd_values.message_id if session.msd_values is not None else 0
+        values = MsdValues(previous + 1, session.service.trigger == CRASH, session.test,
+                           session.sampled[0], session.sampled[1:])
+        session.msd_values, session.msd = values, self.msd_encoder(values)
+        seq = self._seq()
+        service = session.service
+        payload = messages.encode_session_start(seq, session.sid, service.purpose, session.start_ms // 1000,
+                                                service.trigger, None, session.msd, session.test)
+        actions.append(Publish(payload, service.priority, session.sid, seq, True))
+
+    def session_msd(self, sid: int) -> "bytes | None":
+        """The last MSD an active session sent (for the SMS fallback), or None."""
+        for session in self.sessions.values():
+            if session.sid == sid:
+                return session.msd
+        return None
 
     def _end(self, session: Session, reason: int, now_ms: int, actions: list) -> None:
         del self.sessions[session.service.trigger]  # the session, and all it held, is gone
@@ -148,6 +185,12 @@ class Unit:
         active = [s for s in self._by_priority() if now_ms < s.end_ms]
         if not any(now_ms >= s.next_due_ms for s in active):
             return
+        for session in active:
+            if session.service.trigger in MSD_TRIGGERS:
+                untrusted = session.msd_values is not None and not session.msd_values.trusted
+                session.sampled = [fix] + session.sampled[:2]
+                if session.msd_values is None or (untrusted and can_be_trusted(fix)):
+                    self._send_msd(session, actions)  # the first MSD, or a trusted one after an untrusted
         lead = active[0]
         seq = self._seq()
         payload = _report(seq, lead, [s.sid for s in active[1:]], fix, _union_fields(active))
@@ -193,9 +236,14 @@ class Unit:
         if command.code == cmd.CMD_CONFIGURE:
             self.status_interval_s = command.args[cmd.ARG_STATUS_INTERVAL]
             return 0
-        session = self._session_by_id(command.args[cmd.ARG_SESSION])
+        sid = command.args[cmd.ARG_SESSION]
+        session = self._session_by_id(sid)
         if command.code == cmd.CMD_LOCATE_NOW:
             session.next_due_ms = now_ms
+        elif command.code == cmd.CMD_SEND_MSD:
+            if session.msd_values is None:
+                raise Refused("session %d has no MSD to resend (not an emergency call, or no fix yet)" % sid)
+            self._send_msd(session, actions)
         elif session.service.mode != REMOTE:
             raise Refused("the backend ends only the sessions it started")
         else:

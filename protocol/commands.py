@@ -26,9 +26,10 @@ CMD_LAWFUL_REQUEST = 2  # start tracking under a lawful request; args: case, unt
 CMD_CANCEL = 3  # end a backend-started session; args: session
 CMD_LOCATE_NOW = 4  # sample the next fix now in an active session; args: session
 CMD_CONFIGURE = 5  # args: status_interval
+CMD_SEND_MSD = 6  # resend a crash or SOS session's eCall MSD (as a PSAP may ask); args: session
 COMMAND_NAMES = {
     CMD_TRACK_STOLEN: "track_stolen", CMD_LAWFUL_REQUEST: "lawful_request", CMD_CANCEL: "cancel",
-    CMD_LOCATE_NOW: "locate_now", CMD_CONFIGURE: "configure",
+    CMD_LOCATE_NOW: "locate_now", CMD_CONFIGURE: "configure", CMD_SEND_MSD: "send_msd",
 }
 
 ARG_CASE = 1  # text: the case reference (police report, court order)
@@ -40,6 +41,7 @@ _ARG_TYPES = {ARG_CASE: str, ARG_UNTIL: int, ARG_SESSION: int, ARG_STATUS_INTERV
 _REQUIRED = {
     CMD_TRACK_STOLEN: (ARG_CASE, ARG_UNTIL), CMD_LAWFUL_REQUEST: (ARG_CASE, ARG_UNTIL),
     CMD_CANCEL: (ARG_SESSION,), CMD_LOCATE_NOW: (ARG_SESSION,), CMD_CONFIGURE: (ARG_STATUS_INTERVAL,),
+    CMD_SEND_MSD: (ARG_SESSION,),
 }
 
 # Why a command was refused: the wire codes of a command response.

@@ -6,7 +6,7 @@ Fields are positional because a located report must fit in 24 bytes; optional ex
 travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
 
   status         [head, time, state]                                     never a position
-  session start  [head, seq, sid, purpose, time, trigger, ?case]
+  session start  [head, seq, sid, purpose, time, trigger, ?case, ?{1: msd, 2: true}]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, ext]
@@ -57,6 +57,10 @@ EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE, EXT_SESSIONS)
 MAX_SESSIONS = 8
 MAX_CASE_BYTES = 64  # a session start's case reference, UTF-8 (tcu.cddl: tstr .size (1..64))
 
+START_MSD = 1  # session start extension: an eCall MSD (EN 15722, UPER), repeated for a resend
+START_TEST = 2  # session start extension: true for a test call (`tcu trigger crash --test`)
+MAX_MSD_BYTES = 140
+
 MAX_UPLINK_SIZE = 512
 _INT32_MIN = -(1 << 31)
 _INT32_MAX = (1 << 31) - 1
@@ -68,7 +72,7 @@ class Message:
     __slots__ = (
         "version", "type", "seq", "sid", "purpose", "time", "trigger", "dt",
         "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason", "case", "fixes",
-        "state", "counter", "result",
+        "state", "counter", "result", "msd", "test",
     )
 
     def __init__(self, type_: int, seq: int, sid: int, version: int = VERSION) -> None:
@@ -91,6 +95,8 @@ class Message:
         self.state = None  # type: int | None
         self.counter = None  # type: int | None
         self.result = None  # type: int | None
+        self.msd = None  # type: bytes | None  # session start: the eCall MSD it carries
+        self.test = False  # session start: a test call, never a real emergency
 
     @property
     def located(self) -> bool:
@@ -102,10 +108,19 @@ def _head(type_: int) -> int:
 
 
 def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int,
-                         case: "str | None" = None) -> bytes:
+                         case: "str | None" = None, msd: "bytes | None" = None, test: bool = False) -> bytes:
+    """msd: an eCall MSD for this session (a session start resent with the same sid carries a
+    newer one); test: a test call."""
     fields = [_head(T_SESSION_START), seq, sid, purpose, time_s, trigger]  # type: list[Any]
     if case is not None:
         fields.append(case)
+    ext = {}  # type: dict[int, Any]
+    if msd is not None:
+        ext[START_MSD] = msd
+    if test:
+        ext[START_TEST] = True
+    if ext:
+        fields.append(ext)
     return cbor.encode(fields)
 
 
@@ -183,16 +198,35 @@ def _decode_status(items: list, version: int) -> Message:
 
 
 def _decode_start(items: list, version: int) -> Message:
-    _arity(items, 6, 7, "session start")
+    _arity(items, 6, 8, "session start")
     msg = Message(T_SESSION_START, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
     msg.time = _uint(items, 4, "time")
     msg.trigger = _uint(items, 5, "trigger")
-    if len(items) == 7:
-        if not isinstance(items[6], str) or not 0 < len(items[6].encode()) <= MAX_CASE_BYTES:
+    rest = items[6:]
+    if rest and isinstance(rest[-1], dict):
+        _start_ext(rest.pop(), msg)
+    if len(rest) > 1:
+        raise cbor.DecodeError("session start has %d items, expected a case and an extension map" % len(items))
+    if rest:
+        if not isinstance(rest[0], str) or not 0 < len(rest[0].encode()) <= MAX_CASE_BYTES:
             raise cbor.DecodeError("case reference must be text of 1..%d bytes" % MAX_CASE_BYTES)
-        msg.case = items[6]
+        msg.case = rest[0]
     return msg
+
+
+def _start_ext(ext: dict, msg: Message) -> None:
+    if not ext:
+        raise cbor.DecodeError("session start extension is an empty map")
+    for key in ext:
+        value = ext[key]
+        if key == START_MSD and isinstance(value, bytes) and 0 < len(value) <= MAX_MSD_BYTES:
+            msg.msd = value
+        elif key == START_TEST and value is True:
+            msg.test = True
+        else:
+            raise cbor.DecodeError("session start extension %r: expected 1 => MSD bytes (1..%d), 2 => true"
+                                   % (key, MAX_MSD_BYTES))
 
 
 def _decode_end(items: list, version: int) -> Message:

@@ -139,7 +139,8 @@ def test_sessions_lists_every_session_with_its_reports(store: Store) -> None:
 
     table = tcu("backend", "sessions", "--store", str(store.path))
     lines = table.stdout.splitlines()
-    assert lines[0].split()[:4] == ["UNIT", "BOOT", "SID", "PURPOSE"] and len(lines) == 4
+    assert lines[0].split()[:4] == ["UNIT", "BOOT", "SID", "PURPOSE"] and len(lines) == 5
+    assert lines[4] == "emergencies (crash, sos): 1 real, 0 test calls (not counted as real)"
     assert "crash_notification" in lines[2] and str(len(store.tracks[2])) in lines[2].split()
     assert ANSI not in table.stdout + table.stderr
 

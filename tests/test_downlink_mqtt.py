@@ -119,19 +119,22 @@ def test_sealed_location_is_opaque_on_the_broker(mosquitto, tmp_path) -> None:
             unit.handle(FixEvent(Fix(now_ms, 481374300, 115754900, 3, 51900, 13900, 9000, 11, 94)))
             topic = unit.topic
         deadline = time.monotonic() + 10
-        while len(peer.uplinks) < 3 and time.monotonic() < deadline:
+        while len(peer.uplinks) < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         sealed = [p for t, p in peer.uplinks if isinstance(cbor2.loads(p), cbor2.CBORTag)]
-        assert len(sealed) == 1 and all(t == topic for t, _ in peer.uplinks)
-        assert_valid(sealed[0], "sealed-uplink")
-        assert (481374300).to_bytes(4, "big") not in sealed[0]  # the latitude is not on the wire
-        report = messages.decode(open_uplink(sealed[0], key, topic))
+        assert len(sealed) == 2 and all(t == topic for t, _ in peer.uplinks)  # the MSD's start, the report
+        for payload in sealed:
+            assert_valid(payload, "sealed-uplink")
+            assert (481374300).to_bytes(4, "big") not in payload  # the latitude is not on the wire
+        with_msd = messages.decode(open_uplink(sealed[0], key, topic))
+        assert with_msd.type == messages.T_SESSION_START and with_msd.msd is not None  # a position: sealed too
+        report = messages.decode(open_uplink(sealed[1], key, topic))
         assert (report.lat_e7, report.lon_e7) == (481374300, 115754900)
         assert [m.type for m in peer.decoded()] == [messages.T_SESSION_START, messages.T_SESSION_END]
         # The disclosure is on the unit's record: what, when, why, and a digest, no position.
         records = AuditLog(tmp_path / "audit.log").records
-        assert [(r["session"], r["purpose"], r["digest"]) for r in records] == [
-            (report.sid, "crash_notification", hashlib.sha256(sealed[0]).hexdigest())]
+        assert [(r["session"], r["purpose"], r["digest"]) for r in records] == [  # the MSD, the report
+            (report.sid, "crash_notification", hashlib.sha256(payload).hexdigest()) for payload in sealed]
         assert verify(tmp_path / "audit.log").intact
     finally:
         peer.close()

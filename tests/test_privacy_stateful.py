@@ -50,7 +50,8 @@ class PrivacyMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         verifier = cmd.CommandVerifier(UNIT, [cmd.BackendKey(b"k", cose.ALG_HMAC_256_256, KEY)])
-        self.unit = Unit(verifier=verifier)
+        # An MSD stand-in (the ASN.1 encoder is the host's): it carries the session's sampled fixes' count
+        self.unit = Unit(verifier=verifier, msd_encoder=lambda v: bytes([2, v.message_id, v.n1 is not None]))
         self.now = T0
         self.counter = 0
         self.link_up = True
@@ -126,7 +127,13 @@ class PrivacyMachine(RuleBasedStateMachine):
                 (self.sent if self.link_up else self.held).append(action.payload)
 
     def _check(self, msg: messages.Message, had_sessions: set[int]) -> None:
-        if msg.type == messages.T_SESSION_START:
+        if msg.type == messages.T_SESSION_START and msg.msd is not None:  # an eCall MSD: a position
+            RUN["located"] += 1
+            known = self.sessions.get(msg.sid)
+            assert known is not None and not known["ended"], "an MSD outside its session"
+            assert msg.trigger in (sv.CRASH, sv.SOS) and msg.time == known["start"]
+            assert msg.msd[2] == 0 or known["samples"] > 0, "recent positions the session never sampled"
+        elif msg.type == messages.T_SESSION_START:
             self.sessions[msg.sid] = {"start": msg.time, "purpose": msg.purpose, "samples": 0, "ended": False,
                                       "bound": SERVICES[msg.trigger].bound_s, "max": SERVICES[msg.trigger].max_samples}
         elif msg.type == messages.T_SESSION_END:

@@ -207,7 +207,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
     store_cmd.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch|migrate]"
+    from tcu.tools import msd_cmd
+
+    msd_cmd.register_verb(verbs, export_cmd.SELECTOR_HELP)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|migrate]"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
     keygen.add_argument("--out", default=".", metavar="DIR", help="writes DIR/backend.key and DIR/backend.pub")
     keygen.set_defaults(run=run_keygen)
     command = verbs.add_parser("command", help="send a signed command to a unit")
-    command.add_argument("what", choices=("lawful-request", "track-stolen", "cancel", "locate-now"))
+    command.add_argument("what", choices=("lawful-request", "track-stolen", "cancel", "locate-now", "send-msd"))
     command.add_argument("--broker", required=True, help="mqtt:// or mqtts://")
     command.add_argument("--unit", required=True, help="the unit's id")
     command.add_argument("--key", default="backend.key", metavar="PEM", help="the backend's private key")
@@ -50,7 +50,7 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
                          help="how long tracking lasts: 90s, 15m, 24h (lawful-request, track-stolen)")
     command.add_argument("--hours", type=float, help="the same as --for in hours")
     add_tls_arguments(command)  # mqtts:// brokers: the backend's own CA, certificate and key
-    command.add_argument("--session", type=int, help="the session (cancel, locate-now)")
+    command.add_argument("--session", type=int, help="the session (cancel, locate-now, send-msd)")
     command.set_defaults(run=run_command)
 
 
@@ -78,7 +78,7 @@ def run_keygen(args: argparse.Namespace) -> int:
 
 def build_command(args: argparse.Namespace, now_s: int) -> cmd.Command:
     code = {"lawful-request": cmd.CMD_LAWFUL_REQUEST, "track-stolen": cmd.CMD_TRACK_STOLEN,
-            "cancel": cmd.CMD_CANCEL, "locate-now": cmd.CMD_LOCATE_NOW}[args.what]
+            "cancel": cmd.CMD_CANCEL, "locate-now": cmd.CMD_LOCATE_NOW, "send-msd": cmd.CMD_SEND_MSD}[args.what]
     if code in (cmd.CMD_LAWFUL_REQUEST, cmd.CMD_TRACK_STOLEN):
         seconds = args.duration or (int(args.hours * 3600) if args.hours else None)
         if not args.case or not seconds:

@@ -55,6 +55,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "trigger", help="raise, clear or cancel a trigger on the running unit",
         description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
     trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
+    trigger.add_argument("--test", action="store_true",
+                         help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
     trigger.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
     trigger.set_defaults(run=run_trigger)
     status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
@@ -80,11 +82,17 @@ def parse_words(words: list[str]) -> tuple[str, str]:
 
 def run_trigger(args: argparse.Namespace) -> int:
     op, kind = parse_words(args.words)
-    answer = ask(args.control or default_control(), {"op": op, "kind": kind})
+    request: dict[str, Any] = {"op": op, "kind": kind}
+    if args.test:
+        if op != "trigger" or kind not in ("crash", "sos"):
+            raise UsageError("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
+        request["test"] = True
+    answer = ask(args.control or default_control(), request)
     if not answer.get("ok"):
         print("tcu trigger: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1
-    print("tcu trigger: %s %s: done; privacy indicator %s" % (op, kind, "ON" if answer.get("indicator") else "off"))
+    print("tcu trigger: %s %s%s: done; privacy indicator %s"
+          % (op, kind, " (test call)" if args.test else "", "ON" if answer.get("indicator") else "off"))
     return 0
 
 

@@ -64,6 +64,10 @@ def run_sessions(args: argparse.Namespace) -> int:
             print(json.dumps(session.summary()))
         return 0
     print(sessions_table(sessions))
+    if sessions:
+        real = sum(1 for s in sessions if s.emergency)
+        tests = sum(1 for s in sessions if s.test)
+        print("emergencies (crash, sos): %d real, %d test calls (not counted as real)" % (real, tests))
     return 0
 
 

@@ -86,7 +86,9 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
                     action = Publish(sealed, action.priority, action.sid, action.seq, action.located)
                 uplink.send(action)
 
-        stats = Replay(Unit(), windows, sink).run_stream(stream)
+        from tcu.emulator.msd import Vehicle, encoder_for  # crash and sos sessions send an eCall MSD
+
+        stats = Replay(Unit(msd_encoder=encoder_for(Vehicle())), windows, sink).run_stream(stream)
         uplink.drain(timeout_s=30)
         recovered = uplink.outbox.recovery
         return ReplayResult(stats, uplink.stats, uplink.outbox.stats,

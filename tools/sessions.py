@@ -68,6 +68,8 @@ class Session:
     start_s: int | None = None  # None: its start message is not in the store
     end_s: int | None = None  # None: still active (or its end is missing)
     reason: str | None = None
+    test: bool = False  # a test call (crash or sos --test): never counted as a real emergency
+    msds: list[bytes] = field(default_factory=list)  # the eCall MSDs its session starts carried, in order
     points: list[Point] = field(default_factory=list)
     _starts: dict[int, int] = field(default_factory=dict, repr=False)  # sid -> start, for shared reports
 
@@ -76,10 +78,17 @@ class Session:
         return "%s/%d/%d" % (self.unit, self.boot, self.sid)
 
     @property
+    def emergency(self) -> bool:
+        """A real emergency: a crash or SOS session that is not a test call."""
+        return self.trigger in ("crash", "sos") and not self.test
+
+    @property
     def state(self) -> str:
         if self.end_s is not None:
-            return "ended (%s)" % self.reason
-        return "active" if self.start_s is not None else "no start"
+            state = "ended (%s)" % self.reason
+        else:
+            state = "active" if self.start_s is not None else "no start"
+        return state + ", test call" if self.test else state
 
     def time_of(self, point: Point) -> int | None:
         """Unix seconds of a fix: its own session's start + dt (None if that start is unknown)."""
@@ -91,7 +100,8 @@ class Session:
                 "trigger": self.trigger, "case": self.case,
                 "start": iso_utc(self.start_s) if self.start_s is not None else None,
                 "end": iso_utc(self.end_s) if self.end_s is not None else None,
-                "reports": len(self.points), "state": self.state}
+                "reports": len(self.points), "state": self.state, "test": self.test,
+                "emergency": self.emergency, "msds": len(self.msds)}
 
 
 class SessionBook:
@@ -116,6 +126,9 @@ class SessionBook:
             session.purpose, session.start_s, session.case = purpose_name(msg.purpose), msg.time, msg.case
             session.trigger = TRIGGER_NAMES.get(msg.trigger or 0, str(msg.trigger))
             session._starts[msg.sid] = msg.time or 0
+            session.test = session.test or msg.test
+            if msg.msd is not None:  # rows come in seq order: the MSDs in the order they were sent
+                session.msds.append(msg.msd)
             return [session]
         if msg.type == messages.T_SESSION_END:
             session = self._session(unit, boot, msg.sid)

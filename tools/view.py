@@ -51,10 +51,24 @@ class UplinkView:
                 out["reason"] = commands.REASON_NAMES.get(msg.reason, str(msg.reason))
         else:
             out["time"] = iso_utc(msg.time or 0)
+        if msg.type == messages.T_SESSION_START:
+            out.update(_start_extras(msg))
         if msg.type == messages.T_SESSION_END:
             out["reason"] = REASON_NAMES.get(msg.reason or 0, str(msg.reason))
             self._sessions.pop(key, None)
         return out
+
+
+def _start_extras(msg: messages.Message) -> dict[str, Any]:
+    """A test call's mark, and the eCall MSD decoded (an MSD that does not decode: MsdError)."""
+    out: dict[str, Any] = {}
+    if msg.test:
+        out["test"] = True
+    if msg.msd is not None:
+        from tcu.emulator import msd
+
+        out["msd"] = msd.decode(msg.msd)["msd"]["msdStructure"]
+    return out
 
 
 def purpose_name(code: int | None) -> str | None:
