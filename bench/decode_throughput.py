@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pynmea2
+
 from tcu.firmware.fix import Fix
 from tcu.hal import FixStream
 from tcu.hal.framer import NmeaFramer

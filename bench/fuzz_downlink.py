@@ -14,6 +14,7 @@ import time
 import tracemalloc
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from tcu.emulator.crypto import ed25519_verify
 from tcu.firmware.events import Downlink, Publish
 from tcu.firmware.unit import Unit

@@ -150,8 +150,9 @@ def main(argv: list[str]) -> int:
     traces = Path(args[0]) if args else TRACES
     pool = seeds(traces)
     rng = random.Random(seed)
-    counts = dict.fromkeys(("lines", "lines_rejected", "fixes", "uncaught_exceptions", "fixes_from_invalid",
-                            "out_of_range", "zero_positions", "fixes_missing_vs_framer"), 0)
+    counts: dict[str, int] = dict.fromkeys((
+        "lines", "lines_rejected", "fixes", "uncaught_exceptions", "fixes_from_invalid",
+        "out_of_range", "zero_positions", "fixes_missing_vs_framer"), 0)
     start = time.perf_counter()
     while counts["lines"] < total:
         batch = [mutate(rng, rng.choice(pool)) for _ in range(min(BATCH, total - counts["lines"]))]

@@ -25,7 +25,16 @@ posdiff (same time, position differs; counted in both missed and extra) and mode
 (matched, but 2D/3D differs) are reported too. -v lists every extra, missed, posdiff and
 modediff.
 
-Usage: python bench/gpsd_conformance.py [TRACES_DIR] [-v]
+UBX logs: the corpus has none with position messages, so the UBX NAV-PVT logs of tests/data
+(scripts/make_ubx_trace.py: ublox-8.log's epochs as UBX only, and mixed with its NMEA) are
+scored too, against the real gpsd's TPVs (Debian's gpsd under gpsfake) since they have no .chk.
+
+--gpsd runs every log through the real gpsd under gpsfake as well (tests/gpsd_harness.py), with
+`tcu fixes gpsd://127.0.0.1:PORT --json` as a second client, and prints a second table: gpsd's
+fixes (last TPV per time with mode >= 2), tcu's through gpsd, whether they are identical, and
+how `tcu fixes LOG` compares with that live gpsd (matched, missed, extra). Slow (~5 s a log).
+
+Usage: python bench/gpsd_conformance.py [TRACES_DIR] [-v] [--gpsd]
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import json
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 from tcu.firmware.errors import TcuError
 from tcu.firmware.fix import Fix
@@ -42,8 +52,14 @@ from tcu.hal import iter_fixes
 from tcu.hal.framer import NmeaFramer
 from tcu.hal.pacer import sentence_tod
 from tcu.hal.trace import TraceFile
+from tcu.hal.ubx import UbxFramer
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from gpsd_harness import have_gpsfake, run_log  # noqa: E402
+
+TRACES = ROOT.parent / "shared" / "traces" / "gpsd"
+UBX_LOGS = sorted((ROOT / "tests" / "data").glob("gnss-ubx-*.log"))
 ROLLOVER_MS = 1024 * 7 * 86_400_000
 TOLERANCE_E7 = 10  # 1e-6 degree
 COLUMNS = ("reports", "fixes", "matched", "missed", "binary", "extra", "first", "tail", "cut", "other",
@@ -82,14 +98,21 @@ def parse_time(text: str) -> int:
 
 def reference(chk: Path) -> dict[int, tuple[int, int, int]]:
     """gpsd's fixes by time modulo 1024 weeks: (lat_e7, lon_e7, mode), last TPV per time."""
-    out: dict[int, tuple[int, int, int]] = {}
+    tpvs = []
     for line in chk.read_bytes().splitlines():
         if not line.startswith(b'{"class":"TPV"'):
             continue
         try:
-            tpv = json.loads(line)
+            tpvs.append(json.loads(line))
         except ValueError:
             continue
+    return reference_of(tpvs)
+
+
+def reference_of(tpvs: list[dict[str, Any]]) -> dict[int, tuple[int, int, int]]:
+    """``reference`` of TPVs read from a live gpsd."""
+    out: dict[int, tuple[int, int, int]] = {}
+    for tpv in tpvs:
         if tpv.get("mode", 0) < 2 or not {"time", "lat", "lon"} <= tpv.keys():
             continue
         key = parse_time(tpv["time"]) % ROLLOVER_MS
@@ -97,10 +120,20 @@ def reference(chk: Path) -> dict[int, tuple[int, int, int]]:
     return out
 
 
-def compare(log: Path, verbose: bool = False) -> dict[str, int]:
-    """Row of the table for one log."""
-    ref = reference(Path(str(log) + ".chk"))
-    row = dict.fromkeys(COLUMNS, 0)
+def has_ubx(log: Path) -> bool:
+    framer = UbxFramer()
+    with TraceFile(str(log)) as source:
+        while chunk := source.read():
+            if framer.feed(chunk):
+                return True
+    return False
+
+
+def compare(log: Path, verbose: bool = False, ref: dict[int, tuple[int, int, int]] | None = None) -> dict[str, int]:
+    """Row of the table for one log (against its .chk, or the live gpsd's ``ref``)."""
+    if ref is None:
+        ref = reference(Path(str(log) + ".chk"))
+    row: dict[str, int] = dict.fromkeys(COLUMNS, 0)
     row["reports"] = len(ref)
     ours: dict[int, Fix] = {}
     for fix in iter_fixes(str(log)):
@@ -134,7 +167,7 @@ def compare(log: Path, verbose: bool = False) -> dict[str, int]:
             if verbose:
                 print("  mode   ", log.name, fix, "gpsd mode", want[2])
     row["missed"] = row["reports"] - row["matched"]
-    if not any(types & {"RMC", "GGA", "GNS", "GLL"} for types in epochs.values()):
+    if not any(types & {"RMC", "GGA", "GNS", "GLL"} for types in epochs.values()) and not has_ubx(log):
         row["binary"] = row["missed"]
     if verbose:
         for key in sorted(set(ref) - matched):
@@ -142,33 +175,66 @@ def compare(log: Path, verbose: bool = False) -> dict[str, int]:
     return row
 
 
+def live(log: Path, verbose: bool) -> tuple[dict[str, int], dict[str, Any]]:
+    """The log through the real gpsd: the row against its live TPVs, and the gpsd:// check."""
+    run = run_log(log)
+    ref = reference_of(run.gpsd_tpvs)
+    via = reference_of([{**f, "mode": f["mode"]} for f in run.tcu_fixes])
+    return compare(log, verbose, ref), {"gpsd": len(ref), "via_gpsd": len(via), "identical": via == ref}
+
+
+def print_table(rows: list[tuple[str, dict[str, int]]], width: int) -> None:
+    header = "%-*s " % (width, "log") + " ".join("%8s" % c for c in COLUMNS)
+    print(header)
+    print("-" * len(header))
+    totals = dict.fromkeys(COLUMNS, 0)
+    for name, row in rows:
+        for c in COLUMNS:
+            totals[c] += row[c]
+        print("%-*s " % (width, name) + " ".join("%8d" % row[c] for c in COLUMNS))
+    print("-" * len(header))
+    print("%-*s " % (width, "TOTAL") + " ".join("%8d" % totals[c] for c in COLUMNS))
+
+
 def main(argv: list[str]) -> int:
-    verbose = "-v" in argv
-    args = [a for a in argv if a != "-v"]
+    verbose, with_gpsd = "-v" in argv, "--gpsd" in argv
+    args = [a for a in argv if a not in ("-v", "--gpsd")]
     traces = Path(args[0]) if args else TRACES
     logs = sorted(p for p in traces.glob("*.log") if Path(str(p) + ".chk").exists())
     if not logs:
         print("no .log/.chk pairs in %s" % traces, file=sys.stderr)
         return 1
     skipped = sorted(p.name for p in traces.glob("*.log") if p not in logs)
-    width = max(len(p.name) for p in logs)
-    header = "%-*s " % (width, "log") + " ".join("%8s" % c for c in COLUMNS)
-    print(header)
-    print("-" * len(header))
-    totals = dict.fromkeys(COLUMNS, 0)
+    width = max(len(p.name) for p in logs + UBX_LOGS) + 7
+    rows: list[tuple[str, dict[str, int]]] = []
     for log in logs:
         try:
-            row = compare(log, verbose)
+            rows.append((log.name, compare(log, verbose)))
         except TcuError as exc:
             print("%-*s error: %s" % (width, log.name, exc))
-            continue
-        for c in COLUMNS:
-            totals[c] += row[c]
-        print("%-*s " % (width, log.name) + " ".join("%8d" % row[c] for c in COLUMNS))
-    print("-" * len(header))
-    print("%-*s " % (width, "TOTAL") + " ".join("%8d" % totals[c] for c in COLUMNS))
+    gpsd_ok = have_gpsfake()
+    if gpsd_ok:
+        for log in UBX_LOGS:  # no .chk: the reference is the real gpsd's TPVs on the same bytes
+            rows.append((log.name + " (live)", live(log, verbose)[0]))
+    print_table(rows, width)
     if skipped:
         print("skipped (no .chk): %s" % ", ".join(skipped))
+    if not gpsd_ok:
+        print("UBX logs not scored: gpsd and gpsfake are not installed")
+    if with_gpsd and gpsd_ok:
+        print("\nthe same logs through the real gpsd (gpsfake): tcu fixes LOG against gpsd's live TPVs")
+        live_rows, checks = [], []
+        for log in logs + UBX_LOGS:
+            row, check = live(log, verbose)
+            live_rows.append((log.name, row))
+            checks.append((log.name, check))
+        print_table(live_rows, width)
+        same = sum(1 for _, c in checks if c["identical"])
+        print("tcu fixes gpsd:// identical to gpsd's own fixes on %d of %d logs (%d gpsd fixes in all)" % (
+            same, len(checks), sum(c["gpsd"] for _, c in checks)))
+        for name, c in checks:
+            if not c["identical"]:
+                print("  differs: %s gpsd %d, via gpsd:// %d" % (name, c["gpsd"], c["via_gpsd"]))
     return 0
 
 

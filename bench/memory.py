@@ -170,7 +170,7 @@ def sample(pids: dict[str, int], seconds: float) -> dict[str, dict[str, float]]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=float, default=20.0, help="length of each phase (default 20)")
     parser.add_argument("--trace", default="ublox-8.log", help="a gpsd trace in %s (default: ublox-8.log)" % TRACES)
     args = parser.parse_args()

@@ -74,7 +74,7 @@ def replay_rate(uplink_class: Any, trace: str, url: str, outbox: str, seconds: i
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--count", type=int, default=20_000, help="uplinks for the link-only figure")
     parser.add_argument("--seconds", type=int, default=7200, help="trace length for the replay figure")
     parser.add_argument("--runs", type=int, default=3)

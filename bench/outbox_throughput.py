@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from functools import reduce
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.replay import Replay, TriggerWindow
 from tcu.firmware.services import CRASH, SOS, THEFT
 from tcu.firmware.unit import Unit
@@ -112,7 +113,7 @@ def raw_paho_rate(port: int, count: int, size: int) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=int, default=7200, help="trace length (1 Hz fixes)")
     parser.add_argument("--runs", type=int, default=3, help="alternating runs of each; the best is reported")
     args = parser.parse_args()

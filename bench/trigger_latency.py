@@ -50,6 +50,7 @@ from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
 from memory import TCU, Mosquitto, gps_alive, start_unit, stop, wait_for
+
 from tcu.emulator.uplink import ALL_UPLINKS
 from tcu.hal.framer import nmea_checksum
 from tcu.protocol import messages
@@ -308,7 +309,7 @@ def percentiles(values: list[float]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--trials", type=int, default=100, help="crash triggers (default 100)")
     parser.add_argument("--rate", type=float, default=1.0, help="GPS epochs per second (default 1)")
     parser.add_argument("--baseline", type=int, default=1000, help="paho messages for the baseline (default 1000)")

@@ -116,9 +116,20 @@ class AuditLog:
 def _read(path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
-        items = [json.loads(line) for line in lines if line.strip()]
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise SourceError("cannot read the audit log %s: %s" % (path, err)) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SourceError("cannot read the audit log %s: %s" % (
+            path, err.strerror if isinstance(err, OSError) else "not UTF-8 text")) from None
+    items: list[Any] = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                items.append(json.loads(line))
+            except json.JSONDecodeError:
+                if not items:  # the first line is not even JSON: some other file
+                    raise SourceError("%s is not a tcu audit log (its first line is not a JSON header)"
+                                      % path) from None
+                raise SourceError("the audit log %s is damaged: line %d is not a JSON record"
+                                  % (path, number)) from None
     if not items or not isinstance(items[0], dict) or items[0].get("audit") != 1:
         raise SourceError("%s is not a tcu audit log (no header)" % path)
     return items[0], items[1:]

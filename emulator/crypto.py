@@ -54,13 +54,24 @@ def open_uplink(sealed: bytes, key: bytes, topic: str) -> bytes:
     return cose.decrypt0(sealed, alg, topic.encode(), open_)
 
 
+def _why(err: Exception, pem: bool = False) -> str:
+    """An error's reason without the path (the message names it once) and without
+    cryptography's FAQ link (it tells a user nothing about their file)."""
+    if isinstance(err, OSError):
+        return err.strerror or str(err)
+    if pem:
+        return "not a PEM key, or a damaged one (expected -----BEGIN ... KEY----- lines, as tcu backend keygen writes)"
+    return str(err)
+
+
 def load_e2e_key(path: str | Path, what: str = "end-to-end key") -> bytes:
     """A 16- or 32-byte key from a file of 32 or 64 hex digits (AES-128/256, or an HMAC key)."""
     try:
         text = Path(path).read_text().strip()
         key = bytes.fromhex(text)
     except (OSError, ValueError) as err:
-        raise UsageError("cannot read the %s %s: %s" % (what, path, err)) from None
+        raise UsageError("cannot read the %s %s: %s" % (what, path, _why(err) if isinstance(err, OSError)
+                                                         else "expected 32 or 64 hex digits")) from None
     if len(key) not in (16, 32):
         raise UsageError("the %s %s must be 32 or 64 hex digits, not %d bytes" % (what, path, len(key)))
     return key
@@ -78,7 +89,7 @@ def load_public_key(path: str | Path) -> Ed25519PublicKey:
     try:
         key = serialization.load_pem_public_key(Path(path).read_bytes())
     except (OSError, ValueError) as err:
-        raise UsageError("cannot read the backend public key %s: %s" % (path, err)) from None
+        raise UsageError("cannot read the backend public key %s: %s" % (path, _why(err, pem=True))) from None
     if not isinstance(key, Ed25519PublicKey):
         raise UsageError("%s is not an Ed25519 public key" % path)
     return key
@@ -91,7 +102,9 @@ def load_private_key(path: str | Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except (OSError, ValueError, TypeError) as err:
-        raise UsageError("cannot read the backend private key %s: %s" % (path, err)) from None
+        raise UsageError("cannot read the backend private key %s: %s" % (
+            path, _why(err, pem=True) if not isinstance(err, TypeError) else "it is encrypted: "
+            "tcu needs an unencrypted PEM key")) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise UsageError("%s is not an Ed25519 private key" % path)
     return key

@@ -26,13 +26,14 @@ from tcu.emulator.config import Config
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
+from tcu.emulator.state_lock import StateLock
 from tcu.emulator.uplink import TlsOptions
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.firmware.events import Cancel, FixEvent, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES, TRIGGERS_BY_NAME, Service, service_terms
 from tcu.firmware.unit import Refused
-from tcu.hal import FixStream, iter_fixes
+from tcu.hal import GnssStream, iter_fixes
 from tcu.hal.indicator import open_indicator
 from tcu.protocol import cose
 from tcu.protocol.commands import BackendKey, CommandVerifier
@@ -47,15 +48,28 @@ class GpsHealth:
         self.last_fix: float | None = None
         self.has_fix = False
         self.error = ""
+        self.stream: Any = None  # the FixStream read: its counters explain a GPS without fixes
 
     def as_dict(self) -> dict[str, Any]:
         now = time.monotonic()
         return {"source": self.source, "alive": self.last_heard is not None and now - self.last_heard < 3,
                 "has_fix": self.has_fix, "error": self.error,
-                "last_fix_age_s": None if self.last_fix is None else round(now - self.last_fix, 1)}
+                "last_fix_age_s": None if self.last_fix is None else round(now - self.last_fix, 1),
+                "reason": self._reason()}
+
+    def _reason(self) -> str | None:
+        """Why the GPS gave no fix so far (hal/summary.py), None when it did or is fine."""
+        if self.stream is None or self.has_fix:
+            return None
+        from tcu.hal.summary import summarize
+
+        try:
+            return summarize(self.stream)["reason"]
+        except (AttributeError, KeyError, RuntimeError):  # counters read while the reader changes them
+            return None
 
 
-def open_gps(gps: str, baudrate: int | None) -> FixStream:
+def open_gps(gps: str, baudrate: int | None) -> GnssStream:
     """The GPS, asking for no positions until a session needs them; a device is reopened
     when it comes back, a trace file is read once."""
     return iter_fixes(gps, baudrate, positions_needed=False, reconnect=not Path(gps).is_file())
@@ -84,17 +98,28 @@ class UnitDaemon:
         self.loader: Callable[[], Config] | None = None
         self.reload_lock = threading.Lock()  # one reload at a time (SIGHUP and the control socket)
         self.closing = False
-        self.indicator = open_indicator(indicator)
+        self.state_lock = StateLock(state_dir)  # first: a second unit on this directory touches nothing
+        try:
+            self.indicator = open_indicator(indicator)
+        except BaseException:
+            self.state_lock.release()
+            raise
         self.gps = GpsHealth(gps)
         self.inputs: Any = None
-        self._stream = open_gps(gps, baudrate)
+        try:
+            self._stream = open_gps(gps, baudrate)
+        except BaseException:
+            self.indicator.close()
+            self.state_lock.release()
+            raise
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
                                  services=services, auth=auth, vehicle=vehicle)
-        except BaseException:  # the GPS port and the indicator are released on every failure
+        except BaseException:  # the GPS port, the indicator and the lock are released on every failure
             self._stream.close()
             self.indicator.close()
+            self.state_lock.release()
             raise
         self.control_path = control or os.path.join(state_dir, "control.sock")
         try:
@@ -103,6 +128,7 @@ class UnitDaemon:
             self._stream.close()
             self.live.close()
             self.indicator.close()
+            self.state_lock.release()
             raise
         try:
             self.inputs = self.open_inputs(inputs)
@@ -137,7 +163,7 @@ class UnitDaemon:
     def _set_indicator(self, on: bool) -> None:
         self.indicator.set(on)  # the indicator of the moment: a reload may swap it
 
-    def start_gps(self, stream: FixStream, health: GpsHealth) -> None:
+    def start_gps(self, stream: GnssStream, health: GpsHealth) -> None:
         self._stream, self.gps = stream, health
         stream.positions_needed = bool(self.live.unit.sessions)
         self._gps_thread = threading.Thread(target=self._read_gps, args=(stream, health), name="tcu-gps",
@@ -149,7 +175,8 @@ class UnitDaemon:
         self._stream.close()
         self._gps_thread.join(timeout_s)
 
-    def _read_gps(self, stream: FixStream, health: GpsHealth) -> None:
+    def _read_gps(self, stream: GnssStream, health: GpsHealth) -> None:
+        health.stream = stream
         try:
             for item in stream.items():
                 health.last_heard = time.monotonic()
@@ -226,6 +253,7 @@ class UnitDaemon:
         self._stream.close()
         self.live.close()
         self.indicator.close()
+        self.state_lock.release()  # last: the outbox and audit log are closed
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.audit import RETENTION_S, AuditLog
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import seal_uplink

@@ -59,7 +59,7 @@ def generate(path: str, count: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="outbox_runner", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="outbox_runner", description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--outbox", required=True)
     parser.add_argument("--broker", required=True)
     parser.add_argument("--unit", default="fault-unit")

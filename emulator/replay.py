@@ -11,15 +11,18 @@ import heapq
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
-from tcu.firmware.services import trigger_code
+from tcu.firmware.services import TRIGGER_NAMES, trigger_code
 from tcu.firmware.unit import Unit
 
-_TRIGGER_RE = re.compile(r"^([a-z]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?$")
+if TYPE_CHECKING:
+    from tcu.hal import FixStream
+
+_TRIGGER_RE = re.compile(r"^([A-Za-z]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?$")
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,10 @@ class TriggerWindow:
     start_s: float
     duration_s: float | None = None
 
+    def __str__(self) -> str:
+        return "%s@%g%s" % (TRIGGER_NAMES[self.kind], self.start_s,
+                            "" if self.duration_s is None else "+%g" % self.duration_s)
+
 
 def parse_trigger(text: str) -> TriggerWindow:
     """Parse KIND@START[+DURATION], e.g. 'theft@30+120' or 'crash@12.5'."""
@@ -41,6 +48,9 @@ def parse_trigger(text: str) -> TriggerWindow:
             "e.g. crash@10 or theft@30+120" % text
         )
     kind, start, duration = match.groups()
+    if duration is not None and float(duration) == 0:
+        raise UsageError("--trigger %r: a window of +0 s never holds the input: give a duration above 0, "
+                         "or none to hold it to the end" % text)
     return TriggerWindow(trigger_code(kind), float(start), None if duration is None else float(duration))
 
 
@@ -54,6 +64,13 @@ class ReplayStats:
     first_fix_ms: int | None = None
     last_ms: int | None = None
     published: list[Publish] = field(default_factory=list, repr=False)
+    late: list[TriggerWindow] = field(default_factory=list)  # started after the trace's end: never fired
+
+    def span_s(self) -> float:
+        """The trace's length from its first fix (0 without one)."""
+        if self.first_fix_ms is None or self.last_ms is None:
+            return 0.0
+        return (self.last_ms - self.first_fix_ms) / 1000
 
 
 ActionSink = Callable[[Any, int], None]
@@ -76,7 +93,7 @@ class Replay:
         self.finish()
         return self.stats
 
-    def run_stream(self, stream: Any) -> ReplayStats:
+    def run_stream(self, stream: FixStream) -> ReplayStats:
         """Replay a hal FixStream with the idle path: while no session is active the HAL
         parses no position at all, and its heartbeats (one per receiver second) only move
         the clock; a session switches positions on, and its first fix is the next epoch."""
@@ -114,8 +131,11 @@ class Replay:
     def finish(self) -> None:
         """End of trace: due inputs and timers fire, then the unit shuts down."""
         if self.stats.first_fix_ms is None:
+            self.stats.late = list(self.windows)
             return
         self._advance(self._now)
+        self.stats.late = [self.windows[order // 2] for _, order, event in sorted(self._queue)
+                           if isinstance(event, TriggerOn)]
         self._dispatch(Shutdown(), self._now)
 
     def _schedule(self, t0_ms: int) -> None:
@@ -150,3 +170,13 @@ class Replay:
                 self.stats.uplinks += 1
                 self.stats.located += action.located
             self.sink(action, now_ms)
+
+
+def late_report(stats: ReplayStats) -> str:
+    """One line for the triggers that started after the trace's end ('' if none)."""
+    if not stats.late:
+        return ""
+    return "%s never fired: %s after the end of the trace (%s); use a longer trace, an earlier START, " \
+        "or --allow-late" % (
+            " ".join(str(w) for w in stats.late), "it starts" if len(stats.late) == 1 else "they start",
+            "%.0f s after its first fix" % stats.span_s() if stats.first_fix_ms is not None else "it has no fix")

@@ -20,6 +20,7 @@ from urllib.parse import unquote, urlsplit
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+
 from tcu.emulator.credentials import Credentials, credentials
 from tcu.emulator.mqtt_limits import reason_of, reason_text
 from tcu.firmware.errors import LinkError, UsageError

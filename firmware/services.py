@@ -94,6 +94,12 @@ def default_services() -> "dict[int, Service]":
 def trigger_code(name: str) -> int:
     """The trigger code for a name such as 'crash'; raises UsageError for an unknown one."""
     code = TRIGGERS_BY_NAME.get(name)  # type: int | None
+    if code is None and name.lower() in TRIGGERS_BY_NAME:
+        raise UsageError("unknown trigger %r: trigger names are lower case (%s)" % (name, name.lower()))
+    remote = {"stolen": "stolen-vehicle tracking", "lawful": "a lawful request"}.get(name.lower())
+    if code is None and remote is not None:
+        raise UsageError("%r is not an input: %s is started only by a signed backend command "
+                         "(tcu backend command)" % (name, remote))
     if code is None:
         raise UsageError(
             "unknown trigger %r: expected one of %s" % (name, ", ".join(sorted(TRIGGERS_BY_NAME)))

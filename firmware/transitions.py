@@ -10,6 +10,10 @@ not in the table is a bug and raises. The README's state diagram is generated fr
 from .errors import TcuError
 from .services import REMOTE, RUN_TO_BOUND, WHILE_HELD
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    Row = tuple[str | None, str]  # (effect, next state)
+
 IDLE = "idle"
 HELD = "held"
 LATCHED = "latched"
@@ -55,7 +59,7 @@ END_REASON_OF_INPUT = {
 }
 
 
-def _active_rows(state: str, off: "tuple", cancel: "tuple", remote_cancel: "tuple") -> dict:
+def _active_rows(state: str, off: "Row", cancel: "Row", remote_cancel: "Row") -> "dict[tuple[str, str], Row]":
     return {
         (state, REMOTE_CANCEL): remote_cancel,
         (state, ON): (NOTHING, state),
@@ -75,11 +79,11 @@ _IDLE_ROWS = {
 }
 
 # (mode, may the occupant cancel) -> {(state, input): (effect, next state)}
-TABLE = {}  # type: dict
+TABLE = {}  # type: dict[tuple[int, bool], dict[tuple[str, str], Row]]
 for _mode, _state in ((WHILE_HELD, HELD), (RUN_TO_BOUND, LATCHED)):
     _off = (END, IDLE) if _mode == WHILE_HELD else (NOTHING, LATCHED)
     for _cancellable in (True, False):
-        _rows = {(IDLE, ON): (START, _state)}  # type: dict
+        _rows = {(IDLE, ON): (START, _state)}  # type: dict[tuple[str, str], Row]
         _rows.update(_IDLE_ROWS)
         _rows.update(_active_rows(_state, _off, (END, IDLE) if _cancellable else (REFUSE, _state),
                                   (REFUSE, _state)))
@@ -95,7 +99,7 @@ class TransitionError(TcuError):
     """An input arrived in a state that the table has no row for."""
 
 
-def step(mode: int, cancellable: bool, state: str, event: str) -> "tuple":
+def step(mode: int, cancellable: bool, state: str, event: str) -> "Row":
     """(effect, next state) for one input; raises TransitionError for a pair not in TABLE."""
     row = TABLE[(mode, cancellable)].get((state, event))
     if row is None:

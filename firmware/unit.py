@@ -121,7 +121,7 @@ class Unit:
     def _by_priority(self) -> "list[Session]":
         return sorted(self.sessions.values(), key=lambda s: (s.service.priority, s.sid))
 
-    def _input(self, service: "Service", event: str, now_ms: int, actions: list,
+    def _input(self, service: "Service", event: str, now_ms: int, actions: "list[Any]",
                until_ms: "int | None" = None, case: "str | None" = None, test: bool = False) -> None:
         session = self.sessions.get(service.trigger)
         state = session.state if session else tr.IDLE
@@ -141,7 +141,7 @@ class Unit:
             session.state = next_state
 
     def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
-               actions: list, test: bool = False) -> None:
+               actions: "list[Any]", test: bool = False) -> None:
         session = Session(self._next_sid, service, state, now_ms, end_ms, test)
         self._next_sid += 1
         self.sessions[service.trigger] = session
@@ -150,7 +150,7 @@ class Unit:
             seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case, test=test)
         actions.append(Publish(payload, service.priority, session.sid, seq, False))
 
-    def _send_msd(self, session: Session, actions: list) -> None:
+    def _send_msd(self, session: Session, actions: "list[Any]") -> None:
         """The session start again, with an MSD from the session's latest sampled fix and the two
         before it (recentVehicleLocationN1, N2); each one raises the message identifier."""
         if self.msd_encoder is None or not session.sampled:
@@ -172,13 +172,13 @@ class Unit:
                 return session.msd
         return None
 
-    def _end(self, session: Session, reason: int, now_ms: int, actions: list) -> None:
+    def _end(self, session: Session, reason: int, now_ms: int, actions: "list[Any]") -> None:
         del self.sessions[session.service.trigger]  # the session, and all it held, is gone
         seq = self._seq()
         payload = messages.encode_session_end(seq, session.sid, now_ms // 1000, reason)
         actions.append(Publish(payload, session.service.priority, session.sid, seq, False))
 
-    def _sample(self, fix: "Fix", now_ms: int, actions: list) -> None:
+    def _sample(self, fix: "Fix", now_ms: int, actions: "list[Any]") -> None:
         """Overlapping sessions combine: one report when any of them is due, at the most
         demanding period, with the union of their fields, named after the highest-priority
         session and listing the others; each counts it against its own sample bound."""
@@ -202,7 +202,7 @@ class Unit:
             if session.samples >= session.service.max_samples:
                 self._input(session.service, tr.SAMPLES_DONE, now_ms, actions)
 
-    def _command(self, payload: bytes, now_ms: int, actions: list) -> None:
+    def _command(self, payload: bytes, now_ms: int, actions: "list[Any]") -> None:
         """Verify, then carry out, one downlink command; a refused one changes nothing."""
         try:
             if self.verifier is None:
@@ -220,7 +220,7 @@ class Unit:
             return
         self._respond(command.counter, messages.RESULT_ACCEPTED, sid, actions)
 
-    def _execute(self, command: "Command", now_ms: int, actions: list) -> int:
+    def _execute(self, command: "Command", now_ms: int, actions: "list[Any]") -> int:
         """Carry out an authentic command; the session it concerns (0: none), or Refused."""
         if command.code in (cmd.CMD_TRACK_STOLEN, cmd.CMD_LAWFUL_REQUEST):
             service = self._service(STOLEN if command.code == cmd.CMD_TRACK_STOLEN else LAWFUL)
@@ -256,7 +256,7 @@ class Unit:
                 return session
         raise Refused("no active session %d" % sid)
 
-    def _respond(self, counter: int, result: int, detail: int, actions: list) -> None:
+    def _respond(self, counter: int, result: int, detail: int, actions: "list[Any]") -> None:
         seq = self._seq()
         payload = messages.encode_command_response(seq, counter, result, detail)
         actions.append(Publish(payload, 1, 0, seq, False))
@@ -266,7 +266,7 @@ class Unit:
         self._next_seq += 1
         return seq
 
-    def _update_indicator(self, actions: list) -> None:
+    def _update_indicator(self, actions: "list[Any]") -> None:
         on = bool(self.sessions)
         if on != self.indicator:
             self.indicator = on
@@ -296,9 +296,9 @@ def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields:
     if fields & F_QUALITY:
         ext[messages.EXT_MODE] = fix.mode
         if fix.sats is not None:
-            ext[messages.EXT_SATS] = fix.sats
+            ext[messages.EXT_SATS] = min(fix.sats, messages.MAX_SATS)
         if fix.hdop_c is not None:
-            ext[messages.EXT_HDOP_D] = (fix.hdop_c + 5) // 10
+            ext[messages.EXT_HDOP_D] = min((fix.hdop_c + 5) // 10, messages.MAX_HDOP_D)
     dt = fix.time_ms // 1000 - session.start_ms // 1000
     return messages.encode_report(seq, session.sid, session.service.purpose, dt, fix.lat_e7,
                                   fix.lon_e7, speed, course, ext, motion)

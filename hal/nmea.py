@@ -299,6 +299,7 @@ class EpochAssembler:
     def _make_fix(self, epoch: _Epoch) -> Fix | None:
         assert epoch.tod_ms is not None
         if epoch.no_fix or epoch.pos is None:
+            self._count("no_fix")  # for the summary of an empty result (hal/summary.py)
             return None
         date = epoch.date or self._date_for(epoch.tod_ms)
         if date is None:

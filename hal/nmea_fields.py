@@ -219,8 +219,8 @@ _LON = _Cache(functools.partial(_magnitude_e7, limit=180))  # applied by the cal
 _CENTI = _Cache(_centi)  # altitudes
 _HDOPS = _Cache(_centi)  # apart: HDOP changes far less often than altitude
 _COURSES = _Cache(_course)
-_KNOTS = _Cache(lambda text: _speed(text, _KNOT))
-_KMHS = _Cache(lambda text: _speed(text, _KMH))
+_KNOTS = _Cache(functools.partial(_speed, scale=_KNOT))
+_KMHS = _Cache(functools.partial(_speed, scale=_KMH))
 
 
 def zda_date(f: list[str]) -> datetime.date | None:

@@ -43,6 +43,7 @@ class SentenceScanner:
             rb"\$([\x20-\x23\x25-\x7e]{2}(?:%s),[\x20-\x23\x25-\x29\x2b-\x7e]{0,%d})\*"
             rb"([0-9A-Fa-f]{2})( *)(?=[\r\n])" % (alternatives, max_len - 4 - 6))
         self.counts: dict[str, int] = {}
+        self.candidates_seen = 0  # sentences of a used type found, before their checksum
         self._pending = b""
 
     def feed(self, data: bytes) -> list[str]:
@@ -57,7 +58,9 @@ class SentenceScanner:
         buf = self._pending + data if self._pending else bytes(data)
         cut = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
         self._pending = buf[cut:][-self.max_len:]
-        return self._pattern.findall(buf, 0, cut)
+        found = self._pattern.findall(buf, 0, cut)
+        self.candidates_seen += len(found)
+        return found
 
     def verified(self, body: bytes, digits: bytes, spaces: bytes) -> bool:
         """Whether a candidate is whole (not too long) and its checksum right; counts rejects."""

@@ -10,9 +10,10 @@ bytes read at the rate that worked are handed out first, so none are lost.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import serial
+
 from tcu.firmware.errors import SourceError
 
 from .framer import NmeaFramer
@@ -25,14 +26,14 @@ DETECT_WINDOW_S = 1.5  # per rate: long enough for one burst at 1 Hz
 RETRY_S = 0.25  # pause between attempts to reopen a device that went away
 
 
-def _open(url: str, baudrate: int, timeout: float) -> serial.SerialBase:
+def _open(url: str, baudrate: int, timeout: float) -> serial.Serial:
     try:
         return serial.serial_for_url(url, baudrate=baudrate, timeout=timeout)
     except (serial.SerialException, OSError, ValueError) as exc:
         raise SourceError("cannot open serial source %s: %s" % (url, exc)) from exc
 
 
-def probe(port: serial.SerialBase, window_s: float, enough: int | None = 2) -> tuple[bytes, list[str]]:
+def probe(port: serial.Serial, window_s: float, enough: int | None = 2) -> tuple[bytes, list[str]]:
     """Read ``port`` for up to ``window_s``; return the bytes and the valid sentences in them.
 
     Stops early once ``enough`` sentences are valid (two by default: one could be luck on a
@@ -51,7 +52,7 @@ def probe(port: serial.SerialBase, window_s: float, enough: int | None = 2) -> t
     return bytes(data), sentences
 
 
-def detect_baud(url: str, rates: tuple[int, ...] = BAUD_RATES, window_s: float = DETECT_WINDOW_S,
+def detect_baud(url: str, rates: Sequence[int] = BAUD_RATES, window_s: float = DETECT_WINDOW_S,
                 enough: int | None = 2) -> tuple[int, bytes]:
     """The first rate at which ``url`` gives checksum-valid NMEA, and the bytes read at it.
 
@@ -86,6 +87,7 @@ class SerialSource(Closing):
             baudrate, self._early = detect_baud(url, window_s=detect_window_s)
         self.baudrate = baudrate or DEFAULT_BAUDRATE
         self._port = _open(url, self.baudrate, READ_TIMEOUT_S)
+        self._closed = False
 
     def read(self) -> bytes:
         """Return what arrived (at least one byte unless the read timeout expired)."""
@@ -99,8 +101,15 @@ class SerialSource(Closing):
             return bytes(first) + bytes(self._port.read(min(self._port.in_waiting, CHUNK)))
         except (serial.SerialException, OSError) as exc:
             raise SourceError("cannot read serial source %s: %s" % (self.url, exc)) from exc
+        except (TypeError, AttributeError, ValueError):
+            # pyserial's read() racing close() from another thread (its fd already None in
+            # select()): a shutdown, not a bug in the caller
+            if self._closed:
+                raise SourceError("serial source %s is closed" % self.url) from None
+            raise
 
     def close(self) -> None:
+        self._closed = True
         self._port.close()
 
 
@@ -151,10 +160,15 @@ class ReconnectingSource(Closing):
                 return b""
             self.reconnects += 1
             self._event("reconnected to %s" % self.url)
+        source = self._source  # close() from another thread may clear it at any moment
+        if source is None:
+            raise SourceError("serial source %s is closed" % self.url)
         try:
-            return self._source.read()
+            return source.read()
         except SourceError as exc:
-            self._source.close()
+            if self._closed:
+                raise
+            source.close()
             self._source = None
             self.disconnects += 1
             self._next_try = time.monotonic() + self.retry_s

@@ -19,6 +19,11 @@ class Source(Protocol):
 
     def close(self) -> None: ...
 
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None: ...
+
 
 class Closing:
     """Context-manager plumbing shared by the sources."""

@@ -2,14 +2,17 @@
 
 Every message is a CBOR array whose first element, the head, carries version and type:
 head = version * 8 + type, one byte on the wire for types 0..7 of versions 1 and 2.
-Fields are positional because a located report must fit in 24 bytes; optional extras
-travel in a trailing map with small integer keys (EXT_*), present only when non-empty.
+Fields are positional because a located report must fit in 24 bytes (a crash report, with
+altitude and fix quality, in a Teltonika Codec 8 record's 30); rarer extras travel in a trailing
+map with small integer keys (EXT_SESSIONS and any later ones), present only when non-empty.
 
   status         [head, time, state]                                     never a position
   session start  [head, seq, sid, purpose, time, trigger, ?case, ?{1: msd, 2: true}]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
-                 [head, seq, sid, purpose, dt, lat, lon, speed, course, ext]
+                 [head, seq, sid, purpose, dt, lat, lon, speed, course, alt]            + altitude
+                 [head, seq, sid, purpose, dt, lat, lon, speed, course, alt, quality]   + fix quality
+                 ... any of these, then a trailing map {key: value} of the rarer extras
   located batch  [head, seq, sid, purpose, dt, lat, lon, speed, course, [* dt, lat, lon, speed, course deltas]]
   session end    [head, seq, sid, time, reason]
   command reply  [head, seq, counter, result, detail]
@@ -17,6 +20,9 @@ travel in a trailing map with small integer keys (EXT_*), present only when non-
 time: Unix seconds (UTC). dt: seconds since its session's start time, which the session
 start message carries (so a report stays small). lat, lon: degrees * 1e7. speed: km/h,
 course: 2-degree steps 0..179 (the eCall MSD's resolution), either may be null.
+alt: metres above mean sea level, or null when only the quality is known. quality: satellites,
+HDOP and fix mode in one integer (see pack_quality), 3 bytes for any HDOP under 25.5.
+Message.ext presents all of these extras as one map (EXT_ALT_M ... EXT_SESSIONS) either way.
 seq: the unit's uplink counter for this boot; (unit, boot, seq) identifies an uplink.
 """
 
@@ -54,6 +60,10 @@ EXT_HDOP_D = 3  # HDOP * 10
 EXT_MODE = 4  # 2 = 2D, 3 = 3D
 EXT_SESSIONS = 5  # the other sessions this report also serves (overlapping services combine)
 EXT_KEYS = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE, EXT_SESSIONS)
+POSITIONAL_EXT = (EXT_ALT_M, EXT_SATS, EXT_HDOP_D, EXT_MODE)  # on the wire after course, not in the map
+WIRE_EXT_KEYS = (EXT_SESSIONS,)  # the trailing map's keys: a new optional field is one more key here
+MAX_SATS = 62  # quality: (sats + 1) in 6 bits
+MAX_HDOP_D = 0xFFFE  # quality: (HDOP * 10 + 1) in 16 bits
 MAX_SESSIONS = 8
 MAX_CASE_BYTES = 64  # a session start's case reference, UTF-8 (tcu.cddl: tstr .size (1..64))
 
@@ -166,12 +176,51 @@ def encode_report(
 ) -> bytes:
     """Encode a located report; motion=False leaves speed and course out entirely."""
     fields = [_head(T_REPORT), seq, sid, purpose, dt, lat_e7, lon_e7]  # type: list[Any]
-    if motion or ext:
+    ext = ext or {}
+    rest = {}  # type: dict[int, Any]
+    for key in ext:
+        if key not in POSITIONAL_EXT:
+            rest[key] = ext[key]
+    tail = []  # type: list[Any]
+    quality = pack_quality(ext.get(EXT_SATS), ext.get(EXT_HDOP_D), ext.get(EXT_MODE))
+    if quality:
+        tail = [ext.get(EXT_ALT_M), quality]
+    elif ext.get(EXT_ALT_M) is not None:
+        tail = [ext[EXT_ALT_M]]
+    if rest:
+        tail.append(rest)
+    if motion or tail:
         fields.append(speed_kmh if motion else None)
         fields.append(course_2deg if motion else None)
-    if ext:
-        fields.append(ext)
-    return cbor.encode(fields)
+    return cbor.encode(fields + tail)
+
+
+def pack_quality(sats: "int | None", hdop_d: "int | None", mode: "int | None") -> int:
+    """Satellites, HDOP * 10 and fix mode (2 or 3) in one integer; 0 in a part means unknown:
+    (hdop_d + 1) << 8 | (sats + 1) << 2 | mode. A CBOR uint of 3 bytes while HDOP < 25.5,
+    where three map entries took 6 to 7."""
+    if sats is not None and not 0 <= sats <= MAX_SATS:
+        raise ProtocolError("satellites must be 0..%d, got %r" % (MAX_SATS, sats))
+    if hdop_d is not None and not 0 <= hdop_d <= MAX_HDOP_D:
+        raise ProtocolError("HDOP * 10 must be 0..%d, got %r" % (MAX_HDOP_D, hdop_d))
+    if mode is not None and mode not in (2, 3):
+        raise ProtocolError("fix mode must be 2 or 3, got %r" % (mode,))
+    return ((0 if hdop_d is None else hdop_d + 1) << 8) | ((0 if sats is None else sats + 1) << 2) | (mode or 0)
+
+
+def unpack_quality(quality: int) -> "dict[int, int]":
+    """The EXT_SATS, EXT_HDOP_D and EXT_MODE entries that pack_quality packed (known ones only)."""
+    out = {}  # type: dict[int, int]
+    mode, sats, hdop = quality & 3, (quality >> 2) & 63, quality >> 8
+    if mode == 1:
+        raise cbor.DecodeError("fix quality has mode 1 (only 2 and 3 are fixes)")
+    if sats:
+        out[EXT_SATS] = sats - 1
+    if hdop:
+        out[EXT_HDOP_D] = hdop - 1
+    if mode:
+        out[EXT_MODE] = mode
+    return out
 
 
 def decode(data: bytes) -> Message:
@@ -189,7 +238,7 @@ def decode(data: bytes) -> Message:
     return decoder(items, version)
 
 
-def _decode_status(items: list, version: int) -> Message:
+def _decode_status(items: "list[Any]", version: int) -> Message:
     _arity(items, 3, 3, "status")
     msg = Message(T_STATUS, 0, 0, version)
     msg.time = _uint(items, 1, "time")
@@ -197,7 +246,7 @@ def _decode_status(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_start(items: list, version: int) -> Message:
+def _decode_start(items: "list[Any]", version: int) -> Message:
     _arity(items, 6, 8, "session start")
     msg = Message(T_SESSION_START, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
@@ -215,7 +264,7 @@ def _decode_start(items: list, version: int) -> Message:
     return msg
 
 
-def _start_ext(ext: dict, msg: Message) -> None:
+def _start_ext(ext: "dict[Any, Any]", msg: Message) -> None:
     if not ext:
         raise cbor.DecodeError("session start extension is an empty map")
     for key in ext:
@@ -229,7 +278,7 @@ def _start_ext(ext: dict, msg: Message) -> None:
                                    % (key, MAX_MSD_BYTES))
 
 
-def _decode_end(items: list, version: int) -> Message:
+def _decode_end(items: "list[Any]", version: int) -> Message:
     _arity(items, 5, 5, "session end")
     msg = Message(T_SESSION_END, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.time = _uint(items, 3, "time")
@@ -237,7 +286,7 @@ def _decode_end(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_response(items: list, version: int) -> Message:
+def _decode_response(items: "list[Any]", version: int) -> Message:
     _arity(items, 5, 5, "command response")
     msg = Message(T_COMMAND_RESPONSE, _uint(items, 1, "seq"), 0, version)
     msg.counter = _uint(items, 2, "counter")
@@ -249,34 +298,46 @@ def _decode_response(items: list, version: int) -> Message:
     return msg
 
 
-def _decode_report(items: list, version: int) -> Message:
-    _arity(items, 7, 10, "located report")
+def _decode_report(items: "list[Any]", version: int) -> Message:
+    _arity(items, 7, 12, "located report")
     if len(items) == 8:
         raise cbor.DecodeError("located report has speed without course")
     msg = _located_head(items, T_REPORT, version)
     if len(items) >= 9:
         msg.speed_kmh = _optional(items, 7, "speed", 0, 0xFFFF)
         msg.course_2deg = _optional(items, 8, "course", 0, 179)
-    if len(items) == 10:
-        ext = items[9]
-        if not isinstance(ext, dict) or not ext:
-            raise cbor.DecodeError("located report extension is not a non-empty map")
-        for key in ext:
-            if key not in EXT_KEYS:
-                raise cbor.DecodeError("located report has unknown extension key %r" % (key,))
-            if key == EXT_SESSIONS:
-                sids = ext[key]
-                if not isinstance(sids, list) or not 0 < len(sids) <= MAX_SESSIONS:
-                    raise cbor.DecodeError("a report's other sessions must be a list of 1..%d" % MAX_SESSIONS)
-                for i in range(len(sids)):
-                    _uint(sids, i, "session")
-            else:
-                _int(ext, key, "extension %d" % key, _INT32_MIN, _INT32_MAX)
-        msg.ext = ext
+    tail = items[9:]
+    ext = {}  # type: dict[int, Any]
+    if tail and isinstance(tail[-1], dict):
+        ext = _decode_ext(tail.pop())
+    if len(tail) > 2:
+        raise cbor.DecodeError("located report has %d items after course, expected altitude and quality" % len(tail))
+    if len(tail) == 1 and tail[0] is None:
+        raise cbor.DecodeError("located report has a null altitude and no quality")
+    if tail and tail[0] is not None:
+        ext[EXT_ALT_M] = _int(tail, 0, "altitude", _INT32_MIN, _INT32_MAX)
+    if len(tail) == 2:
+        ext.update(unpack_quality(_int(tail, 1, "fix quality", 1, ((MAX_HDOP_D + 1) << 8) | 255)))
+    msg.ext = ext
     return msg
 
 
-def _located_head(items: list, type_: int, version: int) -> Message:
+def _decode_ext(ext: "dict[Any, Any]") -> "dict[int, Any]":
+    if not ext:
+        raise cbor.DecodeError("located report extension is not a non-empty map")
+    for key in ext:
+        if key not in WIRE_EXT_KEYS:
+            raise cbor.DecodeError("located report has unknown extension key %r" % (key,))
+        if key == EXT_SESSIONS:
+            sids = ext[key]
+            if not isinstance(sids, list) or not 0 < len(sids) <= MAX_SESSIONS:
+                raise cbor.DecodeError("a report's other sessions must be a list of 1..%d" % MAX_SESSIONS)
+            for i in range(len(sids)):
+                _uint(sids, i, "session")
+    return ext
+
+
+def _located_head(items: "list[Any]", type_: int, version: int) -> Message:
     msg = Message(type_, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.purpose = _uint(items, 3, "purpose")
     msg.dt = _int(items, 4, "dt", _INT32_MIN, _INT32_MAX)
@@ -285,7 +346,7 @@ def _located_head(items: list, type_: int, version: int) -> Message:
     return msg
 
 
-def _decode_batch(items: list, version: int) -> Message:
+def _decode_batch(items: "list[Any]", version: int) -> Message:
     _arity(items, 10, 10, "located batch")
     msg = _located_head(items, T_BATCH, version)
     msg.speed_kmh = _int(items, 7, "speed", 0, 0xFFFF)
@@ -313,7 +374,7 @@ _DECODERS = {
 }
 
 
-def _arity(items: list, low: int, high: int, what: str) -> None:
+def _arity(items: "list[Any]", low: int, high: int, what: str) -> None:
     if not low <= len(items) <= high:
         raise cbor.DecodeError("%s has %d items, expected %d..%d" % (what, len(items), low, high))
 
@@ -325,10 +386,10 @@ def _int(items: "Any", index: "Any", name: str, low: int, high: int) -> int:
     return value
 
 
-def _uint(items: list, index: int, name: str) -> int:
+def _uint(items: "list[Any]", index: int, name: str) -> int:
     return _int(items, index, name, 0, (1 << 64) - 1)
 
 
-def _optional(items: list, index: int, name: str, low: int, high: int) -> "int | None":
+def _optional(items: "list[Any]", index: int, name: str, low: int, high: int) -> "int | None":
     return None if items[index] is None else _int(items, index, name, low, high)
 

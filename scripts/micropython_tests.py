@@ -205,7 +205,7 @@ def run(substring: str, verbose: bool, src: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("-k", default="", help="run only tests whose module.name contains this")
     parser.add_argument("-v", action="store_true", help="print a line per passing test too")
     parser.add_argument("--src", type=Path, default=REPO, help="take firmware/ and protocol/ from here")

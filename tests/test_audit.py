@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tcu.emulator.audit import GENESIS, RETENTION_S, AuditLog, verify
 from tcu.firmware.errors import SourceError
 from tcu.protocol import messages

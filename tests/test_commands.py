@@ -9,6 +9,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from wire_check import assert_valid
+
 from tcu.emulator.crypto import ed25519_verify, open_uplink, seal_uplink
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, PersistCounter, Publish, Tick
@@ -16,7 +18,6 @@ from tcu.firmware.fix import Fix
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages
-from wire_check import assert_valid
 
 UNIT = "unit-0001"
 NOW = 1_700_000_000
@@ -156,10 +157,11 @@ def test_pycose_interoperates_both_ways() -> None:
     payload = cmd.encode_command(command(counter=3))
     aad = cmd.downlink_topic(UNIT).encode()
     okp = OKPKey(crv=Ed25519, d=bytes(range(32)), x=PUBLIC_RAW)
-    theirs = Sign1Message(phdr={Algorithm: EdDSA}, uhdr={KID: b"backend-ed"}, payload=payload, external_aad=aad)
+    theirs = Sign1Message(
+        phdr={Algorithm: EdDSA}, uhdr={KID: b"backend-ed"}, payload=payload, external_aad=aad)
     theirs.key = okp
     unit = Unit(verifier=verifier())
-    accepted = responses(unit.handle(Downlink(theirs.encode()), NOW * 1000))
+    accepted = responses(unit.handle(Downlink(theirs.encode()), NOW * 1000))  # pyright: ignore[reportCallIssue]
     assert accepted[0].result == messages.RESULT_ACCEPTED
 
     def pycose_decode(data: bytes) -> CoseMessage:
@@ -173,10 +175,11 @@ def test_pycose_interoperates_both_ways() -> None:
     ours = pycose_decode(maced(command(counter=4)))
     assert isinstance(ours, Mac0Message)
     ours.key, ours.external_aad = SymmetricKey(k=HMAC_KEY), aad
-    assert ours.verify_tag() and ours.phdr[Algorithm] is HMAC256
+    assert ours.verify_tag() and ours.phdr[Algorithm] is HMAC256  # pyright: ignore  # pycose: no narrowing
     ours_signed = pycose_decode(signed(command(counter=5)))
+    assert isinstance(ours_signed, Sign1Message)
     ours_signed.key, ours_signed.external_aad = okp, aad
-    assert ours_signed.verify_signature()
+    assert ours_signed.verify_signature()  # pyright: ignore  # pycose: no narrowing
 
 
 def _mutate(data: bytes, how: int, where: int, value: int) -> bytes:

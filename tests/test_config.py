@@ -14,12 +14,13 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_daemon import LiveGps, tcu, wait_until
+
 from tcu.emulator.config import Config, changes, read_file, resolve
 from tcu.firmware import services as sv
 from tcu.firmware.errors import UsageError
 from tcu.tools.backend import Backend
 from tcu.tools.cli import build_parser
-from test_daemon import LiveGps, tcu, wait_until
 
 UNIT = "unit-config-1"
 
@@ -346,7 +347,7 @@ def test_trigger_inputs_from_the_config_and_a_reload_that_swaps_them(mosquitto, 
     path.write_text(text.replace("[gps]", 'inputs = ["fifo:%s"]\n[gps]' % fifo_a))
     unit = RunningUnit(tmp_path, str(path))
     try:
-        assert fifo_a.exists()
+        assert wait_until(fifo_a.exists)  # the inputs open just after the control socket
         fifo_a.write_text("trigger theft\n")
         assert wait_until(lambda: [s["trigger"] for s in unit.status()["sessions"]] == ["theft"])
         path.write_text(text.replace("[gps]", 'inputs = ["fifo:%s"]\n[gps]' % fifo_b))

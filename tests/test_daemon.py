@@ -16,6 +16,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+
 from tcu.tools.backend import Backend
 
 UNIT = "unit-run-1"
@@ -83,7 +84,8 @@ def test_run_trigger_status_and_a_clean_stop(mosquitto, tmp_path: Path) -> None:
                              "--control", control, "--indicator", "file:%s" % led],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until(lambda: os.path.exists(control)), unit.stderr.read() if unit.poll() is not None else ""
+        assert wait_until(lambda: os.path.exists(control)), (
+            unit.stderr.read() if unit.stderr and unit.poll() is not None else "")
         assert os.stat(control).st_mode & 0o777 == 0o600  # owner-only
         status = lambda: json.loads(tcu("status", "--json", "--control", control).stdout)  # noqa: E731
         assert wait_until(lambda: status()["gps"]["alive"])

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 from pki import make_pki
+from test_tls import TlsMosquitto
+
 from tcu.hal.framer import nmea_checksum
 from tcu.tools.cli import main
 from tcu.tools.doctor_checks import check_clock
-from test_tls import TlsMosquitto
 
 EPOCH = b"".join(b"$%s*%02X\r\n" % (body, nmea_checksum(body)) for body in (
     b"GPRMC,120000.00,A,4807.03800,N,01131.00000,E,0.0,0.0,010126,,,A",
@@ -224,5 +225,5 @@ def test_mutual_tls_handshakes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert status == 0 and good["tls"]["level"] == "ok" and "certificate verified" in good["tls"]["detail"]
     assert good["mqtt"]["level"] == "ok"
     assert other_ca["tls"]["level"] == "FAIL" and "certificate verify failed" in other_ca["tls"]["detail"]
-    refused = no_cert.get("tls") if no_cert.get("tls", {}).get("level") == "FAIL" else no_cert["mqtt"]
+    refused = no_cert["tls"] if no_cert.get("tls", {}).get("level") == "FAIL" else no_cert["mqtt"]
     assert refused["level"] == "FAIL" and "--tls-cert" in refused["remedy"]

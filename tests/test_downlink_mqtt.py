@@ -10,6 +10,8 @@ import time
 import cbor2
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from wire_check import assert_valid
+
 from tcu.emulator.audit import AuditLog, verify
 from tcu.emulator.crypto import ed25519_verify, open_uplink
 from tcu.emulator.live import LiveUnit
@@ -18,7 +20,6 @@ from tcu.firmware.events import FixEvent, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose, messages
-from wire_check import assert_valid
 
 UNIT = "unit-live-1"
 SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))

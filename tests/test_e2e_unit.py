@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tcu.protocol import messages
 from tcu.tools.sessions import Session, load_sessions
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tcu.firmware.fix import Fix
 from tcu.hal import FixStream, Heartbeat, iter_fixes
 from tcu.hal import nmea_decode as fast
@@ -18,6 +19,7 @@ from tcu.hal.framer import NmeaFramer, nmea_checksum
 from tcu.hal.idle import IdleScanner
 from tcu.hal.nmea import EpochAssembler
 from tcu.hal.scan import SentenceScanner
+from tcu.hal.source_base import Closing
 from tcu.hal.sources import open_source
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
@@ -123,11 +125,12 @@ def test_idle_path_never_parses_a_position(monkeypatch: pytest.MonkeyPatch) -> N
         cache.clear()
     with FixStream(open_source(str(EXCERPT)), positions_needed=False) as stream:
         items = list(stream.items())
-    assert items and all(isinstance(i, Heartbeat) for i in items)
+    beats = [i for i in items if isinstance(i, Heartbeat)]
+    assert items and beats == items
     # One heartbeat per receiver second, dated from the RMC dates: the last three have a fix.
-    assert [(b.time_ms, b.has_fix) for b in items][-3:] == [
+    assert [(b.time_ms, b.has_fix) for b in beats][-3:] == [
         (1155179338000, True), (1155179339000, True), (1155179340000, True)]
-    assert not any(b.has_fix for b in items[:-3])
+    assert not any(b.has_fix for b in beats[:-3])
     assert stream.idle.talkers == {"GP"} and stream.idle.bad == 0
 
 
@@ -274,7 +277,7 @@ def test_fast_assembler_gives_the_reference_pipelines_fixes_and_counts(data: byt
     assert stream.assembler.counts == report_path.counts
 
 
-class _Memory:
+class _Memory(Closing):
     is_live = False
 
     def __init__(self, data: bytes, chunk: int) -> None:

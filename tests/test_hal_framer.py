@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tcu.hal.framer import NmeaFramer, nmea_checksum
 from tcu.hal.sources import open_source
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
 from tcu.hal.framer import nmea_checksum

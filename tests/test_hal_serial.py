@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from tcu.firmware.errors import SourceError
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes

@@ -47,3 +47,48 @@ def test_hmac_only_command_verification_works_without_cryptography(tmp_path: Pat
     key_file.write_text(bytes(range(100, 132)).hex())
     assert json.loads(python(HMAC_ONLY, str(key_file))) == {"counter": 7, "cryptography": False}
 
+
+
+COMMAND_MODULES = """
+import contextlib, io, json, sys
+from tcu.tools.cli import build_parser
+argv = sys.argv[1:]
+try:
+    with contextlib.redirect_stdout(io.StringIO()):
+        build_parser(argv[0]).parse_args(argv)
+except SystemExit:  # --help exits after printing
+    pass
+print(json.dumps(sorted(m for m in sys.modules if m.startswith("tcu.tools") or m.split(".")[0] in
+                        ("paho", "cbor2", "serial", "pynmea2", "rich", "cryptography", "tcu"))))
+"""
+
+
+def test_top_level_help_imports_no_command() -> None:
+    """`tcu --help` lists every command from cli.SUMMARIES: none of their modules is loaded
+    (it used to load all of them: 0.57 s and 40 MB, issue 18)."""
+    loaded = json.loads(python(COMMAND_MODULES, "--help"))
+    assert [m for m in loaded if m.startswith("tcu.tools")] == ["tcu.tools", "tcu.tools.cli"]
+    assert not [m for m in loaded if not m.startswith("tcu")]
+
+
+def test_trigger_and_status_load_only_the_standard_library_and_the_control_client() -> None:
+    """The spawn-time target of `tcu trigger` / `tcu status` (bench/spawn_time.py) rests on this."""
+    for argv in (["trigger", "crash"], ["status", "--json"]):
+        loaded = json.loads(python(COMMAND_MODULES, *argv))
+        assert [m for m in loaded if m.startswith("tcu.tools")] == ["tcu.tools", "tcu.tools.cli",
+                                                                     "tcu.tools.control_cmd"], argv
+        assert [m.split(".")[0] for m in loaded if not m.startswith("tcu")] == [], argv
+
+
+def test_help_summaries_are_the_commands_own() -> None:
+    """Each line of `tcu --help` is the help its command registers (so the two cannot drift)."""
+    import argparse
+    import importlib
+
+    from tcu.tools import cli
+
+    for name, module in cli.COMMANDS.items():
+        sub = argparse.ArgumentParser().add_subparsers()
+        importlib.import_module("tcu.tools." + module).register(sub)
+        helps = {action.dest: action.help for action in sub._choices_actions}
+        assert helps[name] == cli.SUMMARIES[name], name

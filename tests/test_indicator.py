@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tcu.firmware import services as sv
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import Indicator, Tick, TriggerOff, TriggerOn

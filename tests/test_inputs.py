@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from tcu.emulator.inputs import Lines, PtyInput, open_inputs, parse_command
 from tcu.firmware.errors import UsageError
 

@@ -18,9 +18,8 @@ from tcu.emulator.uplink import parse_uplink_topic
 
 
 def test_publish_size_is_what_paho_puts_on_the_wire() -> None:
-    from paho.mqtt import _packet  # noqa: F401  (paho's own encoder: the size must match it)
-
     import paho.mqtt.client as mqtt
+    from paho.mqtt import _packet  # noqa: F401  (paho's own encoder: the size must match it)
 
     for version, protocol in ((limits.MQTT5, mqtt.MQTTv5), (limits.MQTT311, mqtt.MQTTv311)):
         for size in (0, 24, 100, 200, 20000):
@@ -31,8 +30,8 @@ def test_publish_size_is_what_paho_puts_on_the_wire() -> None:
                       packets: list[bytes] = packets) -> None:
                 packets.append(bytes(packet))
 
-            client._packet_queue = queue
-            client._sock = socket.socket()  # "connected": paho encodes instead of refusing
+            client._packet_queue = queue  # pyright: ignore[reportAttributeAccessIssue]  # paho internals, on purpose
+            client._sock = socket.socket()  # pyright: ignore[reportAttributeAccessIssue]  # "connected": paho encodes instead of refusing
             client._send_publish(1, b"tcu/v1/unit-0001/up/1778745600", b"x" * size, 1, False, False)
             assert len(packets[0]) == limits.publish_size(version, b"tcu/v1/unit-0001/up/1778745600", size)
 

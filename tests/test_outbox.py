@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+
 from tcu.emulator.outbox import DONE, EVICT, PUT, Outbox, next_boot, scan
 
 

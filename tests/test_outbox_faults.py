@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from wire_check import assert_valid
+
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.outbox import Outbox, next_boot
 from tcu.emulator.outbox_runner import crash_and_sos_uplinks
@@ -24,7 +26,6 @@ from tcu.firmware.errors import LinkError
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
 from tcu.tools.replay_cmd import replay_to_broker
-from wire_check import assert_valid
 
 DRAIN_BOUND_S = 2.0  # the issue: after the broker comes back the backlog starts draining within 2 s
 
@@ -172,7 +173,7 @@ def test_status_is_online_while_connected_and_offline_after(mosquitto, tmp_path:
     seen: list[bytes] = []
     got = threading.Event()
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="status-%d" % time.monotonic_ns())
-    client.on_message = lambda c, u, m: (seen.append(m.payload), got.set())
+    client.on_message = lambda c, u, m: (seen.append(bytes(m.payload)), got.set()) and None
     client.connect("127.0.0.1", mosquitto.port)
     client.subscribe(status_topic("unit-status"), qos=1)
     client.loop_start()

@@ -17,6 +17,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, Indicator, Publish, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
@@ -134,6 +135,7 @@ class PrivacyMachine(RuleBasedStateMachine):
             assert msg.trigger in (sv.CRASH, sv.SOS) and msg.time == known["start"]
             assert msg.msd[2] == 0 or known["samples"] > 0, "recent positions the session never sampled"
         elif msg.type == messages.T_SESSION_START:
+            assert msg.trigger is not None
             self.sessions[msg.sid] = {"start": msg.time, "purpose": msg.purpose, "samples": 0, "ended": False,
                                       "bound": SERVICES[msg.trigger].bound_s, "max": SERVICES[msg.trigger].max_samples}
         elif msg.type == messages.T_SESSION_END:

@@ -7,15 +7,20 @@ import random
 from pathlib import Path
 
 import pytest
-from tcu.emulator.replay import Replay, TriggerWindow
+from gpsd_harness import GpsFake, have_gpsfake
+
+from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow
 from tcu.firmware import services as sv
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.hal.gpsd import GpsdStream
 from tcu.protocol import messages
 
 TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 LOGS = sorted(TRACES.glob("*.log")) if TRACES.is_dir() else []
+# UBX NAV-PVT only, NMEA with NAV-PVT, and the foreign framings (tests/data/gnss-*).
+LOCAL = sorted((Path(__file__).parent / "data").glob("gnss-*"))
 SERVICES = sv.default_services()
 
 
@@ -29,11 +34,29 @@ def session_window(window: TriggerWindow) -> tuple[float, float]:
     return window.start_s, window.start_s + service.bound_s
 
 
-def replay(log: Path, windows: list[TriggerWindow]) -> tuple[list[messages.Message], int, object]:
+def replay(log: Path | str, windows: list[TriggerWindow]) -> tuple[list[messages.Message], int, ReplayStats]:
     sent: list[bytes] = []
     stats = Replay(Unit(), windows, lambda action, now: sent.append(action.payload)
                    if isinstance(action, Publish) else None).run_stream(iter_fixes(str(log), positions_needed=False))
     return [messages.decode(p) for p in sent], sum(map(len, sent)), stats
+
+
+@pytest.mark.parametrize("log", LOCAL, ids=[p.name for p in LOCAL])
+def test_no_trigger_no_position_ubx_and_foreign_logs(log: Path) -> None:
+    msgs, sent_bytes, stats = replay(log, [])
+    assert msgs == [] and sent_bytes == 0 and stats.fixes == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.skipif(not have_gpsfake() or not LOGS, reason="gpsd/gpsfake or the traces missing")
+def test_no_trigger_no_position_through_gpsd(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The unit on a real gpsd (gpsfake on a NMEA log): dormant, it decodes no TPV at all."""
+    monkeypatch.setattr("tcu.hal.gpsd.tpv_fix", lambda *a: pytest.fail("a TPV was decoded while dormant"))
+    with GpsFake(TRACES / "ublox-8.log") as fake:
+        stream = GpsdStream(fake.url, positions_needed=False, reconnect=False)
+        sent: list[bytes] = []
+        stats = Replay(Unit(), [], lambda action, now: sent.append(action.payload)
+                       if isinstance(action, Publish) else None).run_stream(stream)
+    assert sent == [] and stats.fixes == 0 and stats.dormant_seconds >= 70
 
 
 @pytest.mark.skipif(not LOGS, reason="gpsd traces not beside the repository")
@@ -61,6 +84,7 @@ def test_located_uplinks_fall_inside_random_windows(log: Path) -> None:
             if not m.located:
                 continue
             start = opened[m.sid]
+            assert start.time is not None and m.dt is not None and start.trigger is not None
             when = start.time + m.dt
             inside = [w for w in windows if w.kind == start.trigger
                       and t0 + session_window(w)[0] - 1 <= when <= t0 + session_window(w)[1] + 1]

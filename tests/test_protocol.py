@@ -6,6 +6,7 @@ import cbor2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor, messages
 
@@ -78,8 +79,11 @@ reports = st.builds(
     lon_e7=st.integers(-1800000000, 1800000000),
     speed_kmh=st.none() | st.integers(0, 400), course_2deg=st.none() | st.integers(0, 179),
     ext=st.none() | st.builds(
-        lambda ints, sids: {**ints, **({messages.EXT_SESSIONS: sids} if sids else {})},
-        st.dictionaries(st.sampled_from(messages.EXT_KEYS[:4]), st.integers(-1000, 100000), max_size=4),
+        lambda fix, sids: {**{k: v for k, v in fix.items() if v is not None},
+                           **({messages.EXT_SESSIONS: sids} if sids else {})},
+        st.fixed_dictionaries({}, optional={
+            messages.EXT_ALT_M: st.integers(-(2**31), 2**31 - 1), messages.EXT_SATS: st.integers(0, messages.MAX_SATS),
+            messages.EXT_HDOP_D: st.integers(0, messages.MAX_HDOP_D), messages.EXT_MODE: st.sampled_from((2, 3))}),
         st.lists(st.integers(0, 2**16), max_size=8)),
     motion=st.booleans())
 
@@ -91,6 +95,30 @@ def test_reports_decode_with_a_standard_decoder_and_ours(payload: bytes) -> None
     assert items[0] == 8 * messages.VERSION + messages.T_REPORT
     assert (msg.seq, msg.sid, msg.purpose, msg.dt, msg.lat_e7, msg.lon_e7) == tuple(items[1:7])
     assert msg.located
+
+
+@given(st.data())
+def test_report_extras_round_trip_whatever_subset_is_known(data: st.DataObject) -> None:
+    payload = data.draw(reports)
+    items = cbor2.loads(payload)
+    msg = messages.decode(payload)
+    wire_map = items[-1] if isinstance(items[-1], dict) else {}
+    assert not set(wire_map) & set(messages.POSITIONAL_EXT)  # altitude and quality are positional
+    assert messages.decode(messages.encode_report(msg.seq, msg.sid, msg.purpose or 0, msg.dt or 0, msg.lat_e7 or 0,
+                                                  msg.lon_e7 or 0, msg.speed_kmh, msg.course_2deg, msg.ext,
+                                                  len(items) >= 9 and not (items[7] is None and items[8] is None)
+                                                  )).ext == msg.ext
+
+
+def test_a_crash_report_fits_a_teltonika_record() -> None:
+    """Time, position, altitude, speed, course, satellites (Codec 8's GPS element, 30 B a record)
+    plus HDOP, fix mode, purpose, session and sequence, at a busy unit's large values."""
+    ext = {messages.EXT_ALT_M: 4000, messages.EXT_SATS: messages.MAX_SATS, messages.EXT_HDOP_D: 254,
+           messages.EXT_MODE: 3}
+    payload = messages.encode_report(seq=60000, sid=20, purpose=1, dt=599, lat_e7=-337123456,
+                                     lon_e7=-1512345678, speed_kmh=130, course_2deg=179, ext=ext)
+    assert len(payload) <= 30
+    assert messages.decode(payload).ext == ext
 
 
 def test_a_located_report_fits_24_bytes() -> None:
@@ -116,6 +144,11 @@ def test_events_round_trip() -> None:
     ([8 + 2, 1, 1, 1, 0, 0, 0, 5], "speed without course"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, 5, 180], "course"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {9: 1}], "unknown extension"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {1: 519}], "unknown extension key 1"),  # altitude is positional
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, None], "null altitude and no quality"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, 5, 2561], "mode 1"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, 5, 0], "fix quality"),
+    ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, 5, 2563, 7], "3 items after course"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {5: 3}], "other sessions"),
     ([8 + 2, 1, 1, 1, 0, 0, 0, None, None, {5: [1, -2]}], "session"),
     ([8 + 1, 1, 1, 1, 0], "session start has 5 items"),

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tcu.hal import NmeaFramer
 from tcu.hal.framer import nmea_checksum
 from tcu.hal.retime import Retimer

@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.reasoncodes import ReasonCode
 from pki import UNIT_ID, KeyPair, Pki, make_pki
+
 from tcu.emulator.uplink import TlsOptions, open_client
 from tcu.firmware.errors import LinkError
 
@@ -382,7 +383,7 @@ def test_a_signed_command_goes_out_over_mutual_tls(broker: TlsMosquitto, pki: Pk
     received: list[bytes] = []
 
     def setup(client: mqtt.Client) -> None:
-        client.on_message = lambda c, u, message: received.append(message.payload)
+        client.on_message = lambda c, u, message: received.append(bytes(message.payload))
 
     url = "mqtts://127.0.0.1:%d" % broker.port
     listener = open_client(url, "tcu-%s-down" % UNIT_ID, timeout_s=WAIT_S, setup=setup, tls=unit_tls(pki, pki.client))

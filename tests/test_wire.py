@@ -8,6 +8,8 @@ import json
 import cbor2
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wire_check import assert_valid, cddl_errors
+
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, FixEvent, Publish, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
@@ -15,7 +17,6 @@ from tcu.firmware.unit import Refused, Unit
 from tcu.hal import iter_fixes
 from tcu.protocol import messages
 from tcu.tools import golden
-from wire_check import assert_valid, cddl_errors
 
 
 def test_golden_vectors_are_what_the_code_produces_and_conform() -> None:

@@ -22,17 +22,21 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
+from tcu.tools import seq_gaps
 from tcu.tools.store import open_store, store_errors
-from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
-from tcu.tools.view import UplinkView
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
+from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
+
 BATCH_S = 0.01  # uplinks are committed together at least this often
 BATCH_MAX = 500  # or as soon as this many wait
+
 
 class Backend:
     """Subscribes at QoS 1; keeps every new uplink in `records` and in the store (`store`: a
@@ -43,13 +47,20 @@ class Backend:
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
-                 auth: Credentials | None = None, share: str | None = None) -> None:
+                 auth: Credentials | None = None, limit: int = 0,
+                 on_note: Callable[[str], None] | None = None, share: str | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
         self.rejected: list[str] = []
         self.received = 0  # messages, duplicates included
         self.duplicates = 0
+        self.limit = limit  # stop at this many unique uplinks; later ones stay unacknowledged
+        self.sealed_unopened = 0  # sealed end to end, and no --e2e-key
+        self.gaps = seq_gaps.SeqGaps()
+        self._lost = self._closing = False
+        self._in_callback = 0
+        self._on_note = on_note  # a live remark: a gap, a sealed uplink, the broker lost or back
         self._on_record = on_record
         self._on_uplink = on_uplink  # (unit, boot, payload) of each new uplink: the live table
         self._view = UplinkView()
@@ -59,49 +70,89 @@ class Backend:
         self.store_name = store
         self.store = open_store(store, write=True)
         self._batch: list[tuple[mqtt.Client, mqtt.MQTTMessage, Record, bytes]] = []  # received, not yet committed
-        self._closing = threading.Event()
+        self._stop_flush = threading.Event()
         self._flusher = threading.Thread(target=self._flush_every, name="tcu-backend-flush", daemon=True)
         self._flusher.start()
-        topic = ALL_UPLINKS if share is None else "$share/%s/%s" % (share, ALL_UPLINKS)
+        self.topic = ALL_UPLINKS if share is None else "$share/%s/%s" % (share, ALL_UPLINKS)
         if share is not None:
             protocol = mqtt.MQTTv5
 
         def setup(client: mqtt.Client) -> None:
+            # acknowledged once committed (see flush()); past the limit not at all: the next run gets them
+            client.manual_ack_set(True)
             client.on_message = self._on_message
-            client.manual_ack_set(True)  # acknowledged once committed: see flush()
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
-            client.on_connect = lambda c, *a: c.subscribe(topic, qos=1)
+            client.on_connect = self._on_connect
 
         self._client = open_client(url, client_id, setup=setup, tls=tls, persistent=persistent, protocol=protocol,
                                    auth=auth)
+        self._client.on_disconnect = self._on_disconnect  # once connected: says so when the broker goes
         self._subscribed.wait(5)
 
+    def _on_connect(self, client: mqtt.Client, *args: object) -> None:
+        client.subscribe(self.topic, qos=1)
+        if self._lost:
+            self._lost = False
+            self._note("the broker %s is back; subscribed again" % redact_url(self.url))
+
+    def _on_disconnect(self, client: mqtt.Client, *args: object) -> None:
+        if not self._closing and not self._lost:
+            self._lost = True
+            self._note("lost the broker %s; reconnecting (its session keeps what arrives meanwhile)"
+                       % redact_url(self.url))
+
+    def _note(self, text: str) -> None:
+        if self._on_note is not None:
+            self._on_note(text)
+
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        with self._cond:
+            if self.limit and len(self.records) + len(self._batch) >= self.limit:
+                return  # not acknowledged: redelivered to the next session with this client id
+            self._in_callback += 1
+        try:
+            if not self._handle(client, message):
+                client.ack(message.mid, message.qos)  # not stored by design (rejected, sealed): done with
+        finally:
+            with self._cond:  # close() waits for this: the last PUBACK goes out before DISCONNECT
+                self._in_callback -= 1
+                self._cond.notify_all()
+
+    def _handle(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> bool:
+        """Decode one message; True when it waits in the batch (flush() acknowledges it)."""
         unit, boot = parse_uplink_topic(message.topic)
         boot = boot or 0
         payload = bytes(message.payload)
         try:
             if is_sealed(payload):  # sealed end to end by the unit: only this backend can open it
                 if self.e2e_key is None:
-                    raise ProtocolError("a sealed uplink, and no --e2e-key to open it")
+                    with self._cond:
+                        self.sealed_unopened += 1
+                        first = self.sealed_unopened == 1
+                    if first:
+                        self._note("a sealed uplink from %s and no --e2e-key to open it: sealed uplinks are "
+                                   "counted, not shown" % unit)
+                    return False
                 payload = open_uplink(payload, self.e2e_key, message.topic)
             record = self._view.describe(payload, "%s/%d" % (unit, boot))
         except ProtocolError as err:
             with self._cond:
                 self.rejected.append("%s: %s" % (message.topic, err))
-            client.ack(message.mid, message.qos)
-            return
+            return False
         record["unit"], record["boot"] = unit, boot
+        if record["type"] in ("report", "batch") and record.get("time") is None:
+            record["received"] = iso_utc(time.time())  # joined after the session's start
         with self._cond:
             self.received += 1
             self._batch.append((client, message, record, payload))
             full = len(self._batch) >= BATCH_MAX
         if full:
             self.flush()
+        return True
 
     def _flush_every(self) -> None:
-        while not self._closing.wait(BATCH_S):
+        while not self._stop_flush.wait(BATCH_S):
             self.flush()
 
     def flush(self) -> None:
@@ -125,7 +176,13 @@ class Backend:
             fresh = [(record, payload) for (_, _, record, payload), stored in zip(batch, new, strict=True) if stored]
             self.duplicates += len(batch) - len(fresh)
             self.records.extend(record for record, _ in fresh)
+            gaps = [(r["unit"], r["boot"], self.gaps.add(r["unit"], r["boot"], r["seq"])) for r, _ in fresh
+                    if isinstance(r["seq"], int)]
             self._cond.notify_all()
+        for unit, boot, gap in gaps:
+            if gap is not None:
+                self._note("unit %s boot %d: seq %s missing (%d uplinks lost or not yet delivered)" % (
+                    unit, boot, seq_gaps.describe([gap]), seq_gaps.count([gap])))
         for record, payload in fresh:
             if self._on_record is not None:
                 self._on_record(record)
@@ -153,7 +210,10 @@ class Backend:
         return True
 
     def close(self) -> None:
-        self._closing.set()
+        self._closing = True
+        with self._cond:
+            self._cond.wait_for(lambda: self._in_callback == 0, timeout=5)
+        self._stop_flush.set()
         self._flusher.join(5)
         self.flush()  # what arrived is stored (and acknowledged) before the link goes
         self._client.disconnect()
@@ -163,15 +223,21 @@ class Backend:
 
 
 def format_record(record: Record) -> str:
-    """One readable line for an uplink."""
-    head = "%s %-13s seq %-4d session %d %s" % (
-        record.get("time") or "?", record["type"], record["seq"], record["session"], record.get("purpose") or "")
+    """One readable line for an uplink: the unit first (two units both have a session 1); a
+    report whose session start this backend never saw shows its receive time, marked '~'."""
+    when = record.get("time") or ("~" + record["received"] if record.get("received") else "?")
+    head = "%s%s %-13s seq %-4d session %d %s" % (
+        "%s " % record["unit"] if record.get("unit") else "", when, record["type"], record["seq"],
+        record["session"], record.get("purpose") or "")
     if "lat" in record:
         head += "  %.7f, %.7f" % (record["lat"], record["lon"])
         if "speed" in record:
             head += "  %.0f km/h %d deg" % (record["speed"] * 3.6, record.get("course", 0))
     elif record["type"] == "session_end":
         head += "  (%s)" % record["reason"]
+    elif record["type"] == "command_response":
+        head += "  command %d %s%s" % (record["counter"], record["result"],
+                                       " (%s)" % record["reason"] if record.get("reason") else "")
     return head + "  [%d B]" % record["bytes"]
 
 
@@ -206,10 +272,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     export_cmd.register_verbs(verbs)
     plot_cmd.register_verb(verbs)
     live.register_verb(verbs)
-    store_cmd.register_verb(verbs)
     from tcu.tools import msd_cmd
 
     msd_cmd.register_verb(verbs, export_cmd.SELECTOR_HELP)
+    store_cmd.register_verb(verbs)
     verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|migrate]"
 
 
@@ -225,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
     if args.share is not None and args.client_id == "tcu-backend":
         raise UsageError("--share needs --client-id NAME: one per worker, the same after a restart "
                          "(its persistent session keeps the uplinks in flight to it)")
+    tls = check_link(args.broker, args)
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
     with contextlib.ExitStack() as stack:
         table = None
@@ -233,10 +300,11 @@ def run(args: argparse.Namespace) -> int:
 
             table = stack.enter_context(LiveTable())
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
-                          store=args.store, tls=tls_options(args), e2e_key=e2e_key,
-                          on_uplink=table.add if table else None, auth=broker_auth(args), share=args.share)
-        shared = "" if args.share is None else "$share/%s/" % args.share
-        print("backend: subscribed to %s%s on %s" % (shared, ALL_UPLINKS, redact_url(args.broker)), file=sys.stderr,
+                          store=args.store, tls=tls, e2e_key=e2e_key,
+                          on_uplink=table.add if table else None, auth=broker_auth(args), limit=args.count,
+                          on_note=lambda text: print("backend: %s" % text, file=sys.stderr, flush=True),
+                          share=args.share)
+        print("backend: subscribed to %s on %s" % (backend.topic, redact_url(args.broker)), file=sys.stderr,
               flush=True)
         receive(backend, args.count)
     return 0
@@ -250,6 +318,12 @@ def receive(backend: Backend, count: int) -> None:
     finally:
         if backend.duplicates:
             print("backend: %d duplicates dropped" % backend.duplicates, file=sys.stderr)
+        if backend.sealed_unopened:
+            print("backend: %d sealed uplinks not opened: give --e2e-key FILE" % backend.sealed_unopened,
+                  file=sys.stderr)
+        for (unit, boot), ranges in backend.gaps.all().items():
+            print("backend: unit %s boot %d: %d uplinks not received by this backend (seq %s)" % (
+                unit, boot, seq_gaps.count(ranges), seq_gaps.describe(ranges)), file=sys.stderr)
         backend.close()
         for line in backend.rejected:
             print("backend: rejected %s" % line, file=sys.stderr)

@@ -6,10 +6,14 @@ exits 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from tcu.firmware.errors import TcuError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from types import SimpleNamespace
 
 # command -> the module that registers it. Only the module of the command being run is
 # imported, so `tcu trigger` and `tcu status` start without paho, cbor2 or the HAL.
@@ -21,22 +25,61 @@ COMMANDS = {
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser for one command (fast), or for all of them (for `tcu --help`)."""
-    parser = argparse.ArgumentParser(prog="tcu", description="tcu-emulator: a private-by-design telematics unit")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    import importlib
+# command -> its line in `tcu --help`, which lists the commands without importing any of them
+# (tests/test_imports.py checks each line against the help its module registers).
+SUMMARIES = {
+    "replay": "run the unit over a recorded NMEA trace, publishing its uplinks",
+    "fixes": "print the fixes decoded from a trace file or a live receiver",
+    "backend": "subscribe to units' uplinks, decode and print them; `keygen` and `command` for signed "
+               "commands; `sessions`, `export`, `plot` and `watch` for a store",
+    "demo": "the whole loop with nothing installed: broker, backend, unit, timeline",
+    "record": "record a live receiver into a replayable trace file",
+    "replay-serial": "write a trace into a serial port at its original pace",
+    "doctor": "find serial ports that speak NMEA, their baud rate and fix",
+    "audit": "the disclosure audit log",
+    "run": "run the unit: GPS in, uplinks out, a control socket for testers",
+    "trigger": "raise, clear or cancel a trigger on the running unit",
+    "status": "the running unit's state, sessions, indicator, GPS, link, outbox",
+    "reload": "make the running unit re-read its config file (as SIGHUP)",
+}
 
-    modules = [COMMANDS[command]] if command in COMMANDS else list(dict.fromkeys(COMMANDS.values()))
-    for name in modules:
-        importlib.import_module("tcu.tools." + name).register(subparsers)
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser for one command, importing only its module; without a known command, the
+    list of commands (what `tcu --help` and a mistyped command need), importing none."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="tcu", description="tcu-emulator: a private-by-design telematics unit")
+    parser.add_argument("--version", action="version", version="tcu " + _version())
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    if command in COMMANDS:
+        import importlib
+
+        importlib.import_module("tcu.tools." + COMMANDS[command]).register(subparsers)
+    else:
+        for name in COMMANDS:
+            subparsers.add_parser(name, help=SUMMARIES.get(name, ""), add_help=False)
     return parser
+
+
+def _version() -> str:
+    from tcu import __version__
+
+    return str(__version__)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser(argv[0] if argv else None)
-    args = parser.parse_args(argv)
+    if argv[:1] == ["--version"]:  # without building every command's parser
+        print("tcu " + _version())
+        return 0
+    args: argparse.Namespace | SimpleNamespace | None = None
+    if argv and argv[0] in ("trigger", "status"):  # the tester's hot path: no argparse
+        from tcu.tools.control_cmd import fast_args
+
+        args = fast_args(argv)
+    if args is None:
+        args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.run(args))
     except TcuError as err:

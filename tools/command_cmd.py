@@ -15,12 +15,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from tcu.emulator.crypto import load_private_key
 from tcu.emulator.uplink import open_client
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
-from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
 
 KID = b"backend"  # the key id `tcu run --backend-key` trusts
 VALID_FOR_S = 300  # a command not delivered within 5 minutes expires
@@ -37,8 +38,11 @@ def duration_s(text: str) -> int:
 
 def register_verbs(backend: argparse.ArgumentParser) -> None:
     verbs = backend.add_subparsers(dest="verb", metavar="[keygen|command]")
-    keygen = verbs.add_parser("keygen", help="make the backend's Ed25519 key pair")
+    keygen = verbs.add_parser("keygen", help="make the backend's Ed25519 key pair (or, --e2e, the end-to-end key)")
     keygen.add_argument("--out", default=".", metavar="DIR", help="writes DIR/backend.key and DIR/backend.pub")
+    keygen.add_argument("--e2e", action="store_true",
+                        help="write DIR/e2e.key instead: a random AES-256 key as 64 hex digits and a newline, "
+                             "for tcu run/replay --e2e-key and tcu backend --e2e-key")
     keygen.set_defaults(run=run_keygen)
     command = verbs.add_parser("command", help="send a signed command to a unit")
     command.add_argument("what", choices=("lawful-request", "track-stolen", "cancel", "locate-now", "send-msd"))
@@ -54,7 +58,25 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
     command.set_defaults(run=run_command)
 
 
+def _create_secret(path: Path, data: bytes, what: str) -> None:
+    """Created owner-only (no moment readable by others) and never over an existing key."""
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise UsageError("%s exists: not overwriting %s" % (path, what)) from None
+    except OSError as err:
+        raise UsageError("cannot write %s: %s" % (path, err.strerror)) from None
+    with os.fdopen(fd, "wb") as file:
+        file.write(data)
+
+
 def run_keygen(args: argparse.Namespace) -> int:
+    if args.e2e:
+        path = Path(args.out) / "e2e.key"
+        _create_secret(path, os.urandom(32).hex().encode() + b"\n", "an end-to-end key")
+        print("wrote %s (keep it secret): give it to the unit and to the backend, --e2e-key %s" % (path, path))
+        return 0
     out = Path(args.out)
     private, public = out / "backend.key", out / "backend.pub"
     key = Ed25519PrivateKey.generate()
@@ -95,10 +117,11 @@ def build_command(args: argparse.Namespace, now_s: int) -> cmd.Command:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    tls = check_link(args.broker, args)
     key = load_private_key(args.key)
     command = build_command(args, int(time.time()))
     data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
-    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls_options(args),
+    client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls,
                          auth=broker_auth(args))
     try:
         info = client.publish(cmd.downlink_topic(args.unit), data, qos=1)

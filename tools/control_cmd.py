@@ -6,15 +6,19 @@ The socket speaks one JSON object per line each way; see emulator/daemon.py.
 
 from __future__ import annotations
 
-import argparse
+import _socket  # socket.py's wrappers (and the enum module they import) cost more than this whole request
 import json
 import os
-import socket
 import sys
-from typing import Any
+from types import SimpleNamespace
 
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.firmware.services import TRIGGERS_BY_NAME, trigger_code
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # neither is imported at run time: `tcu trigger` starts as fast as it can
+    import argparse
+    from typing import Any
 
 DEFAULT_STATE = "tcu-state"
 
@@ -26,7 +30,8 @@ def default_control() -> str:
 def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Send one request to the unit at path; its answer, or LinkError."""
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+        try:
             sock.settimeout(timeout_s)
             sock.connect(path)
             sock.sendall(json.dumps(request).encode() + b"\n")
@@ -36,6 +41,8 @@ def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str,
                 if not chunk:
                     break
                 data += chunk
+        finally:
+            sock.close()
     except (FileNotFoundError, ConnectionRefusedError):
         raise LinkError("no unit is listening on %s (is `tcu run` running? --control or TCU_CONTROL)" % path) from None
     except OSError as err:
@@ -53,23 +60,69 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = ", ".join(sorted(TRIGGERS_BY_NAME))
     trigger = subparsers.add_parser(
         "trigger", help="raise, clear or cancel a trigger on the running unit",
+        usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
         description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
     trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
     trigger.add_argument("--test", action="store_true",
                          help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
-    trigger.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(trigger)
     trigger.set_defaults(run=run_trigger)
     status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
     status.add_argument("--json", action="store_true", help="the whole status as JSON")
-    status.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(status)
     status.set_defaults(run=run_status)
     reload = subparsers.add_parser("reload", help="make the running unit re-read its config file (as SIGHUP)")
-    reload.add_argument("--control", default=None, help="the unit's control socket (default: %s)" % default_control())
+    _where(reload)
     reload.set_defaults(run=run_reload)
+
+
+def _where(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--control", default=None, metavar="PATH",
+                        help="the unit's control socket (default: %s)" % default_control())
+    parser.add_argument("--state", default=None, metavar="DIR",
+                        help="the unit's state directory (tcu run --state): its socket DIR/control.sock")
+
+
+def control_of(args: argparse.Namespace | SimpleNamespace) -> str:
+    if args.control and args.state:
+        raise UsageError("give --control PATH or --state DIR, not both")
+    return str(args.control or (os.path.join(args.state, "control.sock") if args.state else default_control()))
+
+
+_FAST_OPTIONS = ("--control", "--state")
+
+
+def fast_args(argv: list[str]) -> SimpleNamespace | None:
+    """`tcu trigger ...` / `tcu status ...` parsed without argparse (its import is a large part
+    of the start-up time); None for anything else (help, a typo, another option): argparse then."""
+    command, rest = argv[0], argv[1:]
+    values: dict[str, object] = {"command": command, "control": None, "state": None, "json": False, "test": False}
+    words = []
+    while rest:
+        arg = rest.pop(0)
+        name, eq, value = arg.partition("=")
+        if name in _FAST_OPTIONS and (eq or rest):
+            values[name[2:]] = value if eq else rest.pop(0)
+        elif arg == "--json" and command == "status":
+            values["json"] = True
+        elif arg == "--test" and command == "trigger":
+            values["test"] = True
+        elif arg.startswith("-") or command != "trigger":
+            return None
+        else:
+            words.append(arg)
+    if command == "trigger":
+        if not words:
+            return None
+        return SimpleNamespace(words=words, run=run_trigger, **values)
+    return SimpleNamespace(run=run_status, **values) if command == "status" else None
 
 
 def parse_words(words: list[str]) -> tuple[str, str]:
     """['crash'] -> ('trigger', 'crash'); ['clear', 'theft'] -> ('clear', 'theft')."""
+    if len(words) == 1 and words[0] in ("clear", "cancel"):
+        raise UsageError("`tcu trigger %s` needs the trigger to %s: tcu trigger %s KIND (KIND: %s)" % (
+            words[0], words[0], words[0], ", ".join(sorted(TRIGGERS_BY_NAME))))
     if len(words) == 1:
         op, kind = "trigger", words[0]
     elif len(words) == 2 and words[0] in ("clear", "cancel"):
@@ -80,24 +133,33 @@ def parse_words(words: list[str]) -> tuple[str, str]:
     return op, kind
 
 
-def run_trigger(args: argparse.Namespace) -> int:
+def run_trigger(args: argparse.Namespace | SimpleNamespace) -> int:
     op, kind = parse_words(args.words)
     request: dict[str, Any] = {"op": op, "kind": kind}
     if args.test:
         if op != "trigger" or kind not in ("crash", "sos"):
             raise UsageError("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
         request["test"] = True
-    answer = ask(args.control or default_control(), request)
+    control = control_of(args)
+    answer = ask(control, request)
     if not answer.get("ok"):
         print("tcu trigger: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1
+    if op == "clear":  # a latched service (crash) outlives its input: say so, not "done"
+        sessions = ask(control, {"op": "status"}).get("status", {}).get("sessions", [])
+        still = [s for s in sessions if s.get("trigger") == kind]
+        if still:
+            print("tcu trigger: clear %s: the input is released, but session %s (%s) is latched: it runs to its "
+                  "time bound; privacy indicator ON" % (kind, ", ".join(str(s["session"]) for s in still),
+                                                        still[0].get("purpose")))
+            return 0
     print("tcu trigger: %s %s%s: done; privacy indicator %s"
           % (op, kind, " (test call)" if args.test else "", "ON" if answer.get("indicator") else "off"))
     return 0
 
 
-def run_status(args: argparse.Namespace) -> int:
-    answer = ask(args.control or default_control(), {"op": "status"})
+def run_status(args: argparse.Namespace | SimpleNamespace) -> int:
+    answer = ask(control_of(args), {"op": "status"})
     status = answer.get("status", {})
     if args.json:
         print(json.dumps(status, indent=1))
@@ -108,7 +170,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 def run_reload(args: argparse.Namespace) -> int:
     """What the reload applied and what waits for a restart; exit 1 if it was refused."""
-    answer = ask(args.control or default_control(), {"op": "reload"}, timeout_s=30.0)
+    answer = ask(control_of(args), {"op": "reload"}, timeout_s=30.0)
     if not answer.get("ok"):
         print("tcu reload: refused: %s" % answer.get("error", "no reason given"), file=sys.stderr)
         return 1
@@ -134,6 +196,8 @@ def format_status(status: dict[str, Any]) -> str:
     lines.append("gps %s: %s, %s, last fix %s" % (
         gps.get("source"), "receiving" if gps.get("alive") else "silent", "fix" if gps.get("has_fix") else "no fix",
         "never" if age is None else "%.1f s ago" % age))
+    if gps.get("reason"):
+        lines.append("gps: %s" % gps["reason"])
     lines.append("link: %s, %d acknowledged, outbox %d pending" % (
         "connected" if link.get("connected") else "offline", link.get("acked", 0), link.get("outbox", 0)))
     if link.get("problem"):

@@ -10,7 +10,7 @@ from typing import Any
 
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.link import DurableUplink
-from tcu.emulator.replay import Replay, parse_trigger
+from tcu.emulator.replay import Replay, late_report, parse_trigger
 from tcu.emulator.uplink import ALL_UPLINKS
 from tcu.firmware.errors import LinkError, SourceError
 from tcu.firmware.events import Indicator, Publish
@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trace", default=None, help="replay this trace instead of the bundled drive")
     parser.add_argument("--trigger", action="append", default=None, metavar="KIND@START[+DURATION]",
                         help="replace the scripted triggers (default: %s)" % " ".join(SCRIPT))
+    parser.add_argument("--allow-late", action="store_true",
+                        help="exit 0 even if a trigger starts after the end of the trace (it never fires)")
     parser.set_defaults(run=run)
 
 
@@ -86,11 +88,14 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     if tail:
         print("%-7s unit     dormant again for %d receiver seconds" % (_clock(t_end, t0), tail))
+    late = late_report(stats)
+    if late:
+        print("\ntcu demo: %s" % late)
     print("\n%d receiver seconds with no session: not one position decoded; %d fixes in sessions; %d uplinks, "
           "%d located, %d bytes; all received by the backend" % (
               stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located,
               sum(r["bytes"] for r in backend.records)))
-    return 0
+    return 1 if late and not args.allow_late else 0
 
 
 def _timeline(unit_lines: list[tuple[int, int, str]], records: list[dict[str, Any]],

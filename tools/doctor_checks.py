@@ -434,6 +434,7 @@ def check_gpio(config: Config) -> list[Finding]:
 
 def run_checks(config: Config, window_s: float) -> list[Finding]:
     from tcu.tools.doctor_cmd import check_gps
+    from tcu.tools.doctor_gpsd import check_gpsd
 
-    return [check_gps(config, window_s), *check_broker(config), *check_keys(config), *check_state(config),
-            check_control(config), *check_clock(), *check_gpio(config)]
+    return [check_gps(config, window_s), *check_gpsd(config), *check_broker(config), *check_keys(config),
+            *check_state(config), check_control(config), *check_clock(), *check_gpio(config)]

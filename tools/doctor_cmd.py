@@ -193,6 +193,10 @@ def _group_members(gid: int) -> set[str]:
 
 def check_gps(config: Config, window_s: float) -> Finding:
     spec = config.gps
+    if spec.startswith("gpsd://"):
+        from tcu.tools.doctor_gpsd import check_gpsd_source
+
+        return check_gpsd_source(spec)
     if "://" not in spec:
         try:
             mode = os.stat(spec).st_mode
@@ -217,7 +221,9 @@ def check_gps(config: Config, window_s: float) -> Finding:
             else:
                 return Finding("gps", FAIL, "%s: no NMEA at %d baud, but NMEA at %d" % (spec, config.baud, other),
                                "set gps.baud = %d (or --baud %d), or \"auto\"" % (other, other))
-        return Finding("gps", FAIL, "%s: %s" % (spec, err),
+        from tcu.tools.port_holders import held_by
+
+        return Finding("gps", FAIL, "%s: %s" % (spec, err), held_by(spec) or
                        "check the cable and that the receiver outputs NMEA; a wrong --baud gives noise")
     talkers, fix = describe_nmea(data)
     detail = "%s: NMEA at %d baud, talkers %s, %s" % (spec, baud, ",".join(talkers) or "none",
@@ -246,7 +252,9 @@ def run(args: argparse.Namespace) -> int:
         return run_setup(args)
     ports = candidates(args.ports)
     if not ports:
-        print("tcu doctor: no serial ports found (%s)" % ", ".join(PATTERNS), file=sys.stderr)
+        print("tcu doctor: no serial ports found (%s); plug the receiver in (is it in `dmesg`?), name a port "
+              "or URL (tcu doctor /dev/ttyX, socket://HOST:PORT), or check a setup (tcu doctor --gps SPEC)"
+              % ", ".join(PATTERNS), file=sys.stderr)
         return 1
     found = 0
     for path in ports:

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from tcu.firmware.errors import UsageError
-from tcu.tools import progress
-from tcu.tools.sessions import Session, load_sessions, select
+from tcu.tools import progress, seq_gaps
+from tcu.tools.sessions import Session, load_sessions, open_store, select, store_errors
 from tcu.tools.view import iso_utc
 
 GPXTPX = "http://www.garmin.com/xmlschemas/TrackPointExtension/v2"
@@ -59,16 +59,33 @@ def pick(sessions: list[Session], selector: str | None) -> Session:
 
 def run_sessions(args: argparse.Namespace) -> int:
     sessions = load_sessions(args.store)
+    gaps = store_gaps(args.store)
     if args.json:
         for session in sessions:
-            print(json.dumps(session.summary()))
+            print(json.dumps({**session.summary(), "missing_seq": [list(r) for r in gaps.get(
+                (session.unit, session.boot), [])]}))
         return 0
     print(sessions_table(sessions))
     if sessions:
         real = sum(1 for s in sessions if s.emergency)
         tests = sum(1 for s in sessions if s.test)
         print("emergencies (crash, sos): %d real, %d test calls (not counted as real)" % (real, tests))
+    for (unit, boot), ranges in gaps.items():
+        print("gap: unit %s boot %d: %d uplinks missing from the store (seq %s)"
+              % (unit, boot, seq_gaps.count(ranges), seq_gaps.describe(ranges)))
+    starts = [s.name for s in sessions if s.start_s is None]
+    if starts:
+        print("no start: %s (their session start is not in the store: times unknown)" % ", ".join(starts))
     return 0
+
+
+def store_gaps(store: str) -> dict[tuple[str, int], list[seq_gaps.Range]]:
+    """(unit, boot) -> the seq ranges missing from the store (seq is contiguous from 1)."""
+    gaps = seq_gaps.SeqGaps()
+    with contextlib.closing(open_store(store)) as db, store_errors(store):
+        for unit, boot, seq in db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY unit, boot, seq"):
+            gaps.add(unit, boot, seq)
+    return gaps.all()
 
 
 def sessions_table(sessions: list[Session]) -> str:
@@ -140,7 +157,7 @@ def to_gpx(session: Session) -> str:
     gpx.description = describe(session)
     gpx.time = _when(session.start_s)
     track = gpxpy.gpx.GPXTrack(name=gpx.name, description=gpx.description)
-    track.type = session.purpose
+    track.type = session.purpose  # type: ignore[assignment]  # gpxpy leaves GPXTrack.type unannotated: None
     segment = gpxpy.gpx.GPXTrackSegment()
     track.segments.append(segment)
     gpx.tracks.append(track)

@@ -18,7 +18,9 @@ from typing import Any
 
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
+from tcu.hal.gpsd import GpsdStream
 from tcu.hal.serial_port import ReconnectingSource
+from tcu.hal.summary import summarize
 from tcu.tools import progress
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -94,8 +96,9 @@ speed_factor = positive_float("speed factor")  # --speed: 2 = twice as fast as r
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "fixes", help="print the fixes decoded from a trace file or a live receiver")
-    parser.add_argument("source", help="a trace file (gpsd .log), a serial device "
-                                       "(/dev/ttyUSB0) or a pyserial URL (socket://HOST:PORT)")
+    parser.add_argument("source", help="a trace file (gpsd .log; UTF-16 and Android GNSS Logger files too), a "
+                                       "serial device (/dev/ttyUSB0), a pyserial URL (socket://HOST:PORT) or a "
+                                       "running gpsd (gpsd://HOST[:PORT][/DEVICE][?nmea])")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
     parser.add_argument("--baud", type=_baudrate, metavar="N",
                         help="serial baud rate (default: detected among 4800/9600/38400/115200 "
@@ -103,7 +106,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--speed", type=speed_factor, metavar="X",
                         help="replay a trace at its original timing times X (default: as fast as possible)")
     parser.add_argument("--no-reconnect", dest="reconnect", action="store_false",
-                        help="exit when a serial device goes away instead of waiting for it to return")
+                        help="exit when a serial device (or gpsd, or gpsd's device) goes away instead of "
+                             "waiting for it to return")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bar (shown for a trace file when stderr is a terminal and stdout is not)")
     parser.set_defaults(run=run)
@@ -117,13 +121,13 @@ def fixes_is_device(source: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     """Print every fix of args.source; SourceError propagates to the CLI (exit 2)."""
     out = sys.stdout
-    reconnect = args.reconnect and args.source.startswith("/dev/")
+    reconnect = args.reconnect and args.source.startswith(("/dev/", "gpsd://"))
     shown = progress.wanted(args.quiet, out) and not fixes_is_device(args.source)
     with iter_fixes(args.source, args.baud, speed=args.speed, reconnect=reconnect) as fixes, \
             progress.trace_bar(args.source, "fixes", shown) as wrap:
         if wrap is not None:
             fixes.source = wrap(fixes.source)
-        if isinstance(fixes.source, ReconnectingSource):
+        if isinstance(fixes.source, ReconnectingSource | GpsdStream):
             fixes.source.on_event = lambda text: print("tcu fixes: %s" % text, file=sys.stderr, flush=True)
         for fix in fixes:
             if args.json:
@@ -132,4 +136,14 @@ def run(args: argparse.Namespace) -> int:
                 out.write(fix_to_text(fix) + "\n")
             if fixes.is_live:
                 out.flush()
+        report_summary(summarize(fixes), args.json)
     return 0
+
+
+def report_summary(summary: dict[str, Any], as_json: bool, command: str = "tcu fixes") -> None:
+    """Why a source gave no fix or dropped epochs, on stderr: a line, or with --json one JSON
+    object ({"summary": {...}}) so that stdout stays one fix per line."""
+    if as_json:
+        print(json.dumps({"summary": summary}), file=sys.stderr, flush=True)
+    elif summary.get("reason"):
+        print("%s: %s" % (command, summary["reason"]), file=sys.stderr, flush=True)

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
+import signal
 import sys
 import time
 from typing import BinaryIO
@@ -28,7 +30,9 @@ _duration = positive_float("duration in seconds")
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("record", help="record a live receiver into a replayable trace file")
     parser.add_argument("source", help="a serial device (/dev/ttyACM0), a pyserial URL or a trace file")
-    parser.add_argument("-o", "--output", required=True, metavar="FILE", help="the trace file to write")
+    parser.add_argument("-o", "--output", required=True, metavar="FILE",
+                        help="the trace file to write (an existing one only with --force)")
+    parser.add_argument("--force", action="store_true", help="overwrite the output file if it exists")
     parser.add_argument("--duration", type=_duration, metavar="S", help="stop after S seconds (default: Ctrl-C)")
     parser.add_argument("--baud", type=_baudrate, metavar="N", help="serial baud rate (default: detected)")
     parser.set_defaults(run=run)
@@ -70,13 +74,22 @@ def record(source: Source, out: BinaryIO, duration_s: float | None) -> Recorded:
     return stats
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a recording as Ctrl-C does: summary line included
+
+
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    if not args.force and os.path.lexists(args.output):
+        raise UsageError("-o %s exists: give --force to overwrite it, or another file" % args.output)
     reconnect = args.source.startswith("/dev/")
     with open_source(args.source, args.baud, reconnect=reconnect) as source:
         if isinstance(source, ReconnectingSource):
             source.on_event = lambda text: print("tcu record: %s" % text, file=sys.stderr, flush=True)
         try:
-            out = open(args.output, "wb")
+            out = open(args.output, "wb" if args.force else "xb")
+        except FileExistsError:
+            raise UsageError("-o %s exists: give --force to overwrite it, or another file" % args.output) from None
         except OSError as exc:
             raise UsageError("cannot write %s: %s" % (args.output, exc.strerror)) from exc
         with out:

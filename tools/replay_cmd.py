@@ -6,25 +6,28 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
+
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, seal_uplink
 from tcu.emulator.link import DurableUplink, LinkStats
 from tcu.emulator.outbox import OutboxStats
-from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow, parse_trigger
+from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow, late_report, parse_trigger
 from tcu.emulator.uplink import TlsOptions, redact_url, uplink_topic
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.hal.summary import summarize
 from tcu.tools import progress
-from tcu.tools.tls_options import add_tls_arguments, broker_auth, tls_options
+from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link, tls_options
 from tcu.tools.view import UplinkView
 
 EMBEDDED_PROTOCOL = mqtt.MQTTv311  # amqtt speaks 3.1.1 only (and hangs on MQTT 5 properties)
@@ -45,9 +48,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--outbox", metavar="PATH",
                         help="the durable outbox journal (default: a temporary one, removed at exit); what is "
                              "not acknowledged stays in it and is sent first at the next run")
+    parser.add_argument("--allow-late", action="store_true",
+                        help="exit 0 even if a trigger starts after the end of the trace (it never fires)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal)")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM) during a replay: how many uplinks the broker had not acknowledged."""
+
+    def __init__(self, pending: int, boot: int) -> None:
+        super().__init__(pending, boot)
+        self.pending, self.boot = pending, boot
 
 
 @dataclass
@@ -57,6 +70,7 @@ class ReplayResult:
     outbox: OutboxStats
     recovered: str
     boot: int
+    source: dict[str, Any]  # what the trace gave (hal/summary.py), with the reason for an empty result
 
 
 def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, unit_id: str,
@@ -88,15 +102,39 @@ def replay_to_broker(trace: str, windows: list[TriggerWindow], broker_url: str, 
 
         from tcu.emulator.msd import Vehicle, encoder_for  # crash and sos sessions send an eCall MSD
 
-        stats = Replay(Unit(msd_encoder=encoder_for(Vehicle())), windows, sink).run_stream(stream)
-        uplink.drain(timeout_s=30)
+        try:
+            stats = Replay(Unit(msd_encoder=encoder_for(Vehicle())), windows, sink).run_stream(stream)
+            uplink.drain(timeout_s=30)
+        except KeyboardInterrupt:
+            raise ReplayInterrupted(len(uplink.outbox), uplink.boot) from None
         recovered = uplink.outbox.recovery
+        source = summarize(stream)
+        if stats.first_fix_ms is None and not source["reason"]:
+            source["reason"] = "no receiver second with a fix: the unit's clock never started"
         return ReplayResult(stats, uplink.stats, uplink.outbox.stats,
-                            recovered.describe() if recovered.cut_at is not None else "", uplink.boot)
+                            recovered.describe() if recovered.cut_at is not None else "", uplink.boot, source)
+
+
+def _pending_text(stop: ReplayInterrupted, outbox: str | None) -> str:
+    if not stop.pending:
+        return "every uplink so far was acknowledged (boot %d)" % stop.boot
+    if outbox:
+        return ("%d uplinks of boot %d not yet acknowledged are kept in the outbox %s; "
+                "they are sent first by the next run with --outbox %s" % (stop.pending, stop.boot, outbox, outbox))
+    return ("%d uplinks of boot %d not yet acknowledged are lost with the temporary outbox "
+            "(give --outbox FILE to keep them)" % (stop.pending, stop.boot))
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run(args: argparse.Namespace) -> int:
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # SIGTERM says what is pending, as Ctrl-C does
     windows = [parse_trigger(text) for text in args.trigger]
+    tls = check_link(args.broker, args) if args.broker else tls_options(args)
+    if tls is not None and not args.broker:
+        raise UsageError("--tls-* options need --broker mqtts://...: the embedded broker speaks plain MQTT")
     with contextlib.ExitStack() as stack:
         url = args.broker or stack.enter_context(EmbeddedBroker()).url
         jsonl = None
@@ -110,8 +148,17 @@ def run(args: argparse.Namespace) -> int:
         e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
         shown = progress.wanted(args.quiet, jsonl)
         with progress.trace_bar(args.trace, "replay", shown) as wrap:
-            result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls_options(args),
-                                      None if args.broker else EMBEDDED_PROTOCOL, e2e_key, wrap, broker_auth(args))
+            try:
+                result = replay_to_broker(args.trace, windows, url, args.unit, jsonl, args.outbox, tls,
+                                          None if args.broker else EMBEDDED_PROTOCOL, e2e_key, wrap,
+                                          broker_auth(args))
+            except ReplayInterrupted as stop:
+                print("\nreplay: interrupted: %s" % _pending_text(stop, args.outbox), file=sys.stderr)
+                return 130
+            except KeyboardInterrupt:
+                print("\nreplay: interrupted while opening the trace or connecting to %s: nothing replayed%s"
+                      % (url, "; the outbox %s is as it was" % args.outbox if args.outbox else ""), file=sys.stderr)
+                return 130
     stats = result.replay
     if result.recovered:
         print("replay: %s" % result.recovered, file=sys.stderr)
@@ -129,4 +176,9 @@ def run(args: argparse.Namespace) -> int:
         extra.append("%d crash/SOS uplinks kept beyond the outbox limit" % result.outbox.over_limit)
     if extra:
         print("replay: boot %d; %s" % (result.boot, "; ".join(extra)), file=sys.stderr)
-    return 0
+    if result.source["reason"]:
+        print("replay: %s" % result.source["reason"], file=sys.stderr)
+    late = late_report(stats)
+    if late:
+        print("replay: %s" % late, file=sys.stderr)
+    return 1 if late and not args.allow_late else 0

@@ -27,6 +27,7 @@ import tty
 from collections.abc import Callable, Iterator
 
 import serial
+
 from tcu.firmware.errors import SourceError, UsageError
 from tcu.hal.pacer import PacedTrace
 from tcu.hal.retime import Retimer

@@ -18,6 +18,7 @@ from typing import Any
 
 from tcu.emulator.config import Config, resolve
 from tcu.emulator.daemon import UnitDaemon
+from tcu.emulator.preflight import check_broker_url, check_tls
 from tcu.tools.fixes_cmd import _baudrate
 from tcu.tools.tls_options import add_tls_arguments
 
@@ -43,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--indicator", metavar="SPEC",
                         help="privacy indicator output: none (default), file:PATH, sysfs-led:NAME or gpio:PIN")
     parser.add_argument("--input", action="append", metavar="SPEC",
-                        help="a trigger input (repeatable; replaces the config file's inputs)")
+                        help="a trigger input (repeatable; replaces the config file's inputs): fifo:PATH "
+                             "(a named pipe: echo crash > PATH), file:PATH (a file followed like tail -F), "
+                             "pty:PATH (a serial-console pty that answers ok/refused), "
+                             "gpio:PIN=KIND[,cancel-hold=S] (a button to ground, BCM numbering)")
     parser.add_argument("--e2e-key", metavar="FILE", help="seal located uplinks end to end with this key (hex)")
     parser.add_argument("--backend-key", metavar="PEM",
                         help="the backend's Ed25519 public key: accept commands it signed (key id 'backend')")
@@ -55,8 +59,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def check_config_link(config: Config, args: argparse.Namespace) -> None:
+    """The broker URL and TLS files, each named as given (option or config key), before the
+    state directory, the GPS or the link is touched."""
+    def label(dest: str, key: str) -> str:
+        return "--" + dest.replace("_", "-") if getattr(args, dest, None) else "%s (config %s)" % (key, config.path)
+
+    check_broker_url(config.broker, label("broker", "broker.url"))
+    check_tls(config.broker, (label("tls_ca", "broker.tls_ca"), config.tls_ca),
+              (label("tls_cert", "broker.tls_cert"), config.tls_cert),
+              (label("tls_key", "broker.tls_key"), config.tls_key))
+
+
 def run(args: argparse.Namespace) -> int:
     config = resolve(args)
+    check_config_link(config, args)
     stop, reload, wake = threading.Event(), threading.Event(), threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:  # the main loop acts: a handler only flags

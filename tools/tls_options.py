@@ -29,3 +29,13 @@ def tls_options(args: argparse.Namespace) -> TlsOptions | None:
     if not (args.tls_ca or args.tls_cert or args.tls_key):
         return None
     return TlsOptions(args.tls_ca, args.tls_cert, args.tls_key)
+
+
+def check_link(url: str, args: argparse.Namespace) -> TlsOptions | None:
+    """The broker URL and the --tls-* files checked before anything starts (emulator/preflight.py):
+    a missing file is one line naming it, exit 2, not a traceback in the link's thread."""
+    from tcu.emulator.preflight import check_link_options
+
+    tls = tls_options(args)
+    check_link_options(url, tls)
+    return tls

@@ -23,6 +23,7 @@ class UplinkView:
 
     def __init__(self) -> None:
         self._sessions: dict[tuple[str, int], messages.Message] = {}
+        self._purposes: dict[tuple[str, int], int] = {}  # from any report: a late joiner's session ends
 
     def describe(self, payload: bytes, unit: str = "") -> dict[str, Any]:
         msg = messages.decode(payload)
@@ -30,12 +31,15 @@ class UplinkView:
         if msg.type == messages.T_SESSION_START:
             self._sessions[key] = msg
         start = self._sessions.get(key)
+        if msg.purpose is not None:
+            self._purposes[key] = msg.purpose
+        purpose = msg.purpose if msg.purpose is not None else start.purpose if start else self._purposes.get(key)
         out: dict[str, Any] = {
             "type": messages.TYPE_NAMES[msg.type],
             "seq": msg.seq,
             "session": msg.sid,
             "trigger": TRIGGER_NAMES.get(start.trigger, str(start.trigger)) if start and start.trigger else None,
-            "purpose": purpose_name(msg.purpose if msg.purpose is not None else start.purpose if start else None),
+            "purpose": purpose_name(purpose),
             "bytes": len(payload),
         }
         if unit:
@@ -56,6 +60,7 @@ class UplinkView:
         if msg.type == messages.T_SESSION_END:
             out["reason"] = REASON_NAMES.get(msg.reason or 0, str(msg.reason))
             self._sessions.pop(key, None)
+            self._purposes.pop(key, None)
         return out
 
 

@@ -5,6 +5,7 @@ CPython and under scripts/micropython_tests.py on MicroPython.
 """
 
 from portable_support import raises, raises_with
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor
 
@@ -150,7 +151,7 @@ def test_refuses_trailing_bytes():
 def test_refuses_empty_and_non_bytes_input():
     decode_error(b"", "empty")
     raises_with(cbor.DecodeError, "expected bytes", cbor.decode, "00")
-    assert cbor.decode(bytearray(h("8101"))) == [1]
+    assert cbor.decode(bytearray(h("8101"))) == [1]  # pyright: ignore[reportArgumentType]  # a bytearray too
 
 
 def test_refuses_containers_that_claim_more_items_than_bytes():

@@ -6,6 +6,7 @@ scripts/micropython_tests.py on MicroPython.
 """
 
 from portable_support import LAT, LON, fix_at, of_type, publishes, raises, raises_with
+
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
 from tcu.firmware.errors import ProtocolError

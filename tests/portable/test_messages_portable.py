@@ -4,6 +4,7 @@ Runs under pytest on CPython and under scripts/micropython_tests.py on MicroPyth
 """
 
 from portable_support import LAT, LON, raises, raises_with
+
 from tcu.firmware.errors import ProtocolError
 from tcu.protocol import cbor, messages
 
@@ -34,7 +35,7 @@ def test_report_with_motion_and_extensions_round_trips():
 
 def test_report_without_motion_but_with_extensions_sends_no_motion():
     payload = messages.encode_report(1, 1, 1, 0, LAT, LON, 99, 99, {messages.EXT_ALT_M: 5}, False)
-    assert cbor.decode(payload)[7:] == [None, None, {messages.EXT_ALT_M: 5}]
+    assert cbor.decode(payload)[7:] == [None, None, 5]  # altitude travels positionally
     msg = messages.decode(payload)
     assert msg.speed_kmh is None and msg.ext == {messages.EXT_ALT_M: 5}
 
@@ -123,7 +124,8 @@ def test_refuses_wrong_arity():
     refused([HEAD + messages.T_STATUS, 1, 1, 1], "status has 4 items")
     refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 0, 0, 0], "command response has 6 items")
     refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0], "located report has 6 items")
-    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, 5, 5, {1: 1}, 0], "located report has 11 items")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, 5, 5, 1, 2563, {5: [1]}, 0], "located report has 13 items")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, 5, 5, {5: [1]}, 0], "altitude must be an integer")
 
 
 def test_refuses_out_of_range_and_mistyped_fields():
@@ -143,9 +145,10 @@ def test_refuses_out_of_range_and_mistyped_fields():
 def test_refuses_bad_extensions():
     refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, {9: 1}], "unknown extension")
     refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, {}], "non-empty map")
-    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, [1]], "non-empty map")
-    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, {1: 2**31}], "extension 1")
-    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, {1: "x"}], "extension 1")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, [1]], "altitude must be an integer")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, 2**31], "altitude must be an integer")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, "x"], "altitude must be an integer")
+    refused([HEAD + messages.T_REPORT, 1, 1, 1, 0, 0, 0, None, None, {1: 5}], "unknown extension key 1")
 
 
 def test_refuses_bad_case_references():

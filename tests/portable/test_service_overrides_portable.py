@@ -4,6 +4,7 @@ on MicroPython.
 """
 
 from portable_support import T0, feed_fixes, publishes, raises_with
+
 from tcu.firmware import services as sv
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import TriggerOn

@@ -1,0 +1,108 @@
+"""Spawn-to-exit time of `tcu trigger crash` and `tcu status --json`, in an editable and in a
+normal install, beside a bare `python3 -c pass`, all taking turns in the same run.
+
+Builds two temporary virtual environments with the same interpreter: one with
+`pip install -e REPO` (a plain .pth path entry: src/tcu), one with `pip install CLONE` from a
+fresh `git clone` of REPO (the wheel's files in site-packages). Both with --no-deps: these
+commands import only the standard library and tcu (tests/test_imports.py keeps it so). A thread
+answers on a Unix control socket as `tcu run` does, so each command does its whole job.
+
+Run: python bench/spawn_time.py [--rounds N]    (default 40 rounds; reports p50, p90 and the
+ratio of each p50 to the bare interpreter's; the target is <= 1.5x)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET = 1.5
+
+
+def serve(path: str) -> None:
+    """Answer every request like a unit's control socket: one JSON line each way."""
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+
+    def loop() -> None:
+        while True:
+            conn, _ = server.accept()
+            with conn:
+                data = b""
+                while not data.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                request = json.loads(data or b"{}")
+                answer = {"ok": True, "indicator": True} if request.get("op") != "status" else {
+                    "ok": True, "status": {"state": "dormant", "sessions": []}}
+                conn.sendall(json.dumps(answer).encode() + b"\n")
+
+    threading.Thread(target=loop, daemon=True).start()
+
+
+def venv(where: Path, *install: str) -> Path:
+    subprocess.run([sys.executable, "-m", "venv", str(where)], check=True)
+    subprocess.run([str(where / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    "--no-deps", *install], check=True, stdout=subprocess.DEVNULL)
+    return where / "bin"
+
+
+def spawn(argv: list[str]) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit("%s failed: %s" % (" ".join(argv), proc.stderr.decode().strip()))
+    return elapsed
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=40)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="tcu-spawn-") as tmp:
+        root = Path(tmp)
+        clone = root / "clone"
+        subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+        print("building the two installs ...", file=sys.stderr)
+        editable = venv(root / "editable", "-e", str(REPO))
+        normal = venv(root / "normal", str(clone))
+        control = str(root / "control.sock")
+        serve(control)
+        bare = [str(normal / "python"), "-c", "pass"]
+        cases = {"bare python -c pass": bare}
+        for label, bindir in (("editable", editable), ("normal", normal)):
+            cases["tcu trigger crash (%s)" % label] = [str(bindir / "tcu"), "trigger", "crash", "--control", control]
+            cases["tcu status --json (%s)" % label] = [str(bindir / "tcu"), "status", "--json", "--control", control]
+        times: dict[str, list[float]] = {name: [] for name in cases}
+        for command in cases.values():
+            spawn(command)  # warm the page cache and the .pyc files
+        for _ in range(args.rounds):  # taking turns: load on a shared machine hits every case alike
+            for name, command in cases.items():
+                times[name].append(spawn(command))
+    base = statistics.median(times["bare python -c pass"])
+    print("%-34s %8s %8s %7s" % ("command (%d rounds, same run)" % args.rounds, "p50 ms", "p90 ms", "x bare"))
+    worst = 0.0
+    for name, samples in times.items():
+        p50, p90 = statistics.median(samples), statistics.quantiles(samples, n=10)[-1]
+        ratio = p50 / base
+        worst = max(worst, ratio)
+        print("%-34s %8.1f %8.1f %7.2f" % (name, p50 * 1000, p90 * 1000, ratio))
+    print("worst p50 ratio %.2fx bare (target <= %.1fx): %s" % (worst, TARGET, "ok" if worst <= TARGET else "OVER"))
+    return 0 if worst <= TARGET else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
