@@ -28,12 +28,13 @@ from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.tools import seq_gaps
-from tcu.tools.store import open_store, store_errors
+from tcu.tools.store import MIGRATIONS, open_store, store_errors
 from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
 from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
 
+SCHEMA = MIGRATIONS["sqlite"][0][0]  # the uplinks table (version 1), for tests that build a store by hand
 BATCH_S = 0.01  # uplinks are committed together at least this often
 BATCH_MAX = 500  # or as soon as this many wait
 

@@ -83,7 +83,7 @@ def store_gaps(store: str) -> dict[tuple[str, int], list[seq_gaps.Range]]:
     """(unit, boot) -> the seq ranges missing from the store (seq is contiguous from 1)."""
     gaps = seq_gaps.SeqGaps()
     with contextlib.closing(open_store(store)) as db, store_errors(store):
-        for unit, boot, seq in db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY unit, boot, seq"):
+        for unit, boot, seq in sorted(db.keys()):
             gaps.add(unit, boot, seq)
     return gaps.all()
 
