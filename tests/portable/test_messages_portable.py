@@ -139,7 +139,7 @@ def test_refuses_out_of_range_and_mistyped_fields():
     refused([HEAD + messages.T_SESSION_END, True, 1, 0, 1], "seq")
     refused([HEAD + messages.T_SESSION_END, 1, "1", 0, 1], "sid")
     refused([HEAD + messages.T_STATUS, 0, 256], "state")
-    refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 2, 0], "result")
+    refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 3, 0], "result")
 
 
 def test_refuses_bad_extensions():
@@ -175,3 +175,22 @@ def test_refuses_oversized_deep_and_garbage_uplinks():
     raises(ProtocolError, messages.decode, b"")
     err = raises(ProtocolError, messages.decode, messages.encode_status(1, 1) + b"\x00")
     assert "trailing" in str(err)
+
+
+def test_session_start_and_end_say_where_their_time_came_from():
+    plain = messages.decode(messages.encode_session_start(1, 1, 1, 1700000000, 1))
+    assert plain.time_source == messages.TIME_GNSS  # absent: GNSS, no byte spent
+    for case in (None, "case-7"):
+        for source in (messages.TIME_GNSS, messages.TIME_NTP, messages.TIME_SYSTEM):
+            msg = messages.decode(messages.encode_session_start(1, 1, 6, 1700000000, 6, case, time_source=source))
+            assert (msg.case, msg.time_source) == (case, source)
+            end = messages.decode(messages.encode_session_end(2, 1, 1700000600, 2, source))
+            assert (end.reason, end.time_source) == (2, source)
+    assert len(messages.encode_session_start(1, 1, 1, 1700000000, 1, time_source=messages.TIME_SYSTEM)) == len(
+        messages.encode_session_start(1, 1, 1, 1700000000, 1)) + 3  # {3: 2} in the start extension map
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, {3: 0}], "time source")  # GNSS is never sent
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, {3: 3}], "time source")
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, 2], "case reference")
+    refused([HEAD + messages.T_SESSION_END, 1, 1, 0, 2, 9], "time source")
+    provisional = messages.decode(messages.encode_command_response(3, 5, messages.RESULT_PROVISIONAL, 4))
+    assert (provisional.result, provisional.sid) == (messages.RESULT_PROVISIONAL, 4)
