@@ -28,6 +28,8 @@ from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
 from tcu.emulator.state_lock import StateLock
 from tcu.emulator.uplink import TlsOptions
+from tcu.emulator.wallclock import Clocks
+from tcu.firmware.clock import SOURCE_NAMES
 from tcu.firmware.errors import SourceError, TcuError, UsageError
 from tcu.firmware.events import Cancel, FixEvent, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
@@ -94,7 +96,7 @@ class UnitDaemon:
                  e2e_key: bytes | None = None, verifier: CommandVerifier | None = None,
                  audit_retention_s: int = 13 * 3600, services: dict[int, Service] | None = None,
                  inputs: Sequence[str] = (), auth: Credentials | None = None, vehicle: Any = None,
-                 modem: Config | None = None) -> None:
+                 modem: Config | None = None, clocks: Clocks | None = None) -> None:
         """modem: a config whose [modem] port is set: the link follows that modem."""
         self.config: Config | None = None  # set by from_config: what a reload compares with
         self.loader: Callable[[], Config] | None = None
@@ -119,7 +121,7 @@ class UnitDaemon:
         try:
             self.live = LiveUnit(broker, unit_id, state_dir, verifier, tls=tls, e2e_key=e2e_key,
                                  on_indicator=self._set_indicator, audit_retention_s=audit_retention_s,
-                                 services=services, auth=auth, vehicle=vehicle,
+                                 services=services, auth=auth, vehicle=vehicle, clocks=clocks,
                                  offline_ok=modem is not None and bool(modem.modem))
         except BaseException:  # the GPS port, the indicator and the lock are released on every failure
             self._stream.close()
@@ -202,6 +204,8 @@ class UnitDaemon:
                     health.has_fix = item.has_fix
                     if item.has_fix:
                         health.last_fix = health.last_heard
+                        if item.time_ms is not None:  # its time is GNSS wall time
+                            self.live.clocks.heard_gnss(item.time_ms)
                 stream.positions_needed = bool(self.live.unit.sessions)
         except (SourceError, OSError, ValueError) as err:  # closed under us at shutdown, or gone for good
             health.error = str(err)
@@ -236,13 +240,16 @@ class UnitDaemon:
             now = live.now_ms()
             sessions = [{"session": s.sid, "trigger": TRIGGER_NAMES[s.service.trigger],
                          "purpose": PURPOSE_NAMES[s.service.purpose], "samples": s.samples,
-                         "started": s.start_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000),
+                         "started": s.start_wall_ms // 1000, "ends_in_s": max(0, (s.end_ms - now) // 1000),
                          "test": s.test, "msd_sent": 0 if s.msd_values is None else s.msd_values.message_id}
                         for s in sorted(live.unit.sessions.values(), key=lambda s: s.sid)]
             indicator = live.unit.indicator
+            clock = live.unit.clock
+            wall = {"source": SOURCE_NAMES[clock.source], "trusted": clock.trusted, "now": clock.now(now) // 1000,
+                    "ntp_synchronised": live.clocks.ntp(), "rollovers_corrected": live.clocks.rollover.corrected}
             services = {TRIGGER_NAMES[code]: service_terms(s) for code, s in sorted(live.unit.services.items())}
         return {"unit": live.unit_id, "boot": uplink.boot, "state": "active" if sessions else "dormant",
-                "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(),
+                "indicator": indicator, "sessions": sessions, "gps": self.gps.as_dict(), "time": wall,
                 "link": {"broker": uplink.broker.url, "connected": uplink.connected, "acked": uplink.stats.acked,
                          "outbox": len(uplink.outbox), "broker_limits": uplink.stats.limits,
                          "too_large": uplink.stats.too_large, "refused": uplink.stats.refused,

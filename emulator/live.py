@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,9 @@ from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.link import DurableUplink
 from tcu.emulator.uplink import TlsOptions, open_client, uplink_topic
+from tcu.emulator.wallclock import Clocks
 from tcu.firmware.errors import LinkError, SourceError, UsageError
-from tcu.firmware.events import Downlink, Indicator, PersistCounter, Publish, Shutdown, Tick, TriggerOn
+from tcu.firmware.events import Downlink, FixEvent, Indicator, PersistCounter, Publish, Shutdown, Tick, TriggerOn
 from tcu.firmware.services import PURPOSE_NAMES, Service
 from tcu.firmware.unit import MSD_TRIGGERS, Unit
 from tcu.protocol import messages
@@ -75,7 +75,7 @@ class LiveUnit:
     def __init__(self, url: str, unit_id: str, state_dir: str | os.PathLike[str],
                  verifier: CommandVerifier | None = None, *, tls: TlsOptions | None = None,
                  e2e_key: bytes | None = None, on_indicator: Callable[[bool], None] | None = None,
-                 clock: Callable[[], float] = time.time, audit_retention_s: int = RETENTION_S,
+                 clocks: Clocks | None = None, audit_retention_s: int = RETENTION_S,
                  services: dict[int, Service] | None = None, auth: Credentials | None = None,
                  vehicle: Any = None, offline_ok: bool = False) -> None:
         """offline_ok (a unit on a modem): start without a data path; the downlink connects
@@ -86,7 +86,7 @@ class LiveUnit:
         except OSError as err:
             raise UsageError("cannot create the unit's state directory %s: %s" % (state, err.strerror)) from None
         self.unit_id = unit_id
-        self.clock = clock
+        self.clocks = clocks or Clocks()  # monotonic for the firmware; wall readings (emulator/wallclock.py)
         self.e2e_key = e2e_key
         self.on_indicator = on_indicator
         self.counter = CounterStore(state / "command-counter")
@@ -177,7 +177,12 @@ class LiveUnit:
         client.on_message = on_message
 
     def now_ms(self) -> int:
-        return int(self.clock() * 1000)
+        """The firmware's monotonic clock."""
+        return self.clocks.monotonic_ms()
+
+    def wall_s(self) -> int:
+        """The unit's wall time (what it stamps messages and audit records with)."""
+        return self.unit.clock.now(self.now_ms()) // 1000
 
     def handle(self, event: Any) -> list[Any]:
         """Feed one event to the firmware and carry out its actions; returns them."""
@@ -186,7 +191,8 @@ class LiveUnit:
 
             warm_up()  # asn1tools (~20 MB) loads for an emergency call only, compiling while the fix comes
         with self.lock:
-            actions = self.unit.handle(event, self.now_ms())
+            wall = self.clocks.heard_gnss(event.fix.time_ms) if isinstance(event, FixEvent) else self.clocks.reading()
+            actions = self.unit.handle(event, self.now_ms(), wall)
             for action in actions:
                 self._apply(action)
         self._timer_changed.set()
@@ -206,7 +212,7 @@ class LiveUnit:
                 self.on_publish(action)
             if action.located:  # a disclosure: on the record before anything else happens
                 purpose = PURPOSE_NAMES.get(self._purposes.get(action.sid, 0), "unknown")
-                self.audit.append(self.now_ms() // 1000, self.uplink.boot, action.seq, action.sid, purpose,
+                self.audit.append(self.wall_s(), self.uplink.boot, action.seq, action.sid, purpose,
                                   action.payload, action.sid in self._tests)
         elif isinstance(action, Indicator) and self.on_indicator is not None:
             self.on_indicator(action.on)
@@ -224,8 +230,8 @@ class LiveUnit:
             if msg.test:
                 self._tests.add(msg.sid)
         elif msg.type == messages.T_SESSION_END:
-            self._ended[(self.uplink.boot, msg.sid)] = self.now_ms() // 1000
-            self.audit.prune(self.now_ms() // 1000, self._ended)
+            self._ended[(self.uplink.boot, msg.sid)] = self.wall_s()
+            self.audit.prune(self.wall_s(), self._ended)
 
     def _run_timer(self) -> None:
         while not self._stop.is_set():

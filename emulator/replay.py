@@ -1,8 +1,13 @@
 """Run the unit over a stream of fixes on a virtual clock.
 
-The clock is the trace's own time: each fix advances it, trigger windows and the unit's
-timers fire at their exact times in between, so a day-long trace replays in seconds and
-the same trace always gives the same uplinks.
+The unit's monotonic clock is virtual: it starts at the trace's first receiver time and
+advances by the receiver's elapsed time, fix to fix. Trigger windows and the unit's timers
+fire at their exact times in between, so a day-long trace replays in seconds and the same
+trace always gives the same uplinks. A receiver time that steps back, or forward by more
+than hal.nmea.JUMP_MS (a spliced trace, a receiver reset, a week rollover), is a step, not
+elapsed time: it is counted and the clock advances by one usual fix interval, so a step
+neither stretches nor cuts a session. Wall time is the receiver's (GNSS) time, corrected
+for week rollover (hal/gnss_time.py), passed with each fix.
 """
 
 from __future__ import annotations
@@ -13,11 +18,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from tcu.firmware.clock import WallTime
 from tcu.firmware.errors import UsageError
 from tcu.firmware.events import FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.fix import Fix
 from tcu.firmware.services import TRIGGER_NAMES, trigger_code
 from tcu.firmware.unit import Unit
+from tcu.hal.gnss_time import RolloverCorrector
+from tcu.hal.nmea import JUMP_MS
+from tcu.protocol.messages import TIME_GNSS
 
 if TYPE_CHECKING:
     from tcu.hal import FixStream
@@ -62,7 +71,10 @@ class ReplayStats:
     uplinks: int = 0
     located: int = 0
     first_fix_ms: int | None = None
-    last_ms: int | None = None
+    last_ms: int | None = None  # the virtual monotonic clock at the end
+    steps_back: int = 0  # receiver time stepped back: not elapsed time
+    steps_forward: int = 0  # ... or jumped forward by more than JUMP_MS
+    rollovers: int = 0  # receiver times moved forward by 1024 weeks (hal/gnss_time.py)
     published: list[Publish] = field(default_factory=list, repr=False)
     late: list[TriggerWindow] = field(default_factory=list)  # started after the trace's end: never fired
 
@@ -86,6 +98,33 @@ class Replay:
         self.stats = ReplayStats()
         self._queue: list[tuple[int, int, Any]] = []
         self._now = 0
+        self._receiver_ms: int | None = None  # the last receiver time seen
+        self._interval_ms = 1000  # the usual fix interval: what a step advances the clock by
+        self._rollover = RolloverCorrector()
+        self._wall: tuple[WallTime, int] | None = None  # the last GNSS time, at its virtual time
+
+    def clock(self, receiver_ms: int) -> int:
+        """The virtual monotonic time of a receiver time: elapsed receiver time, steps excepted."""
+        last = self._receiver_ms
+        self._receiver_ms = receiver_ms
+        if last is None:
+            return self._now
+        delta = receiver_ms - last
+        if delta < 0:
+            self.stats.steps_back += 1
+            return self._now + self._interval_ms
+        if delta > JUMP_MS:
+            self.stats.steps_forward += 1
+            return self._now + self._interval_ms
+        if delta > 0:
+            self._interval_ms = delta
+        return self._now + delta
+
+    def _wall_of(self, receiver_ms: int) -> WallTime:
+        before = self._rollover.corrected
+        wall = WallTime(self._rollover.correct(receiver_ms), TIME_GNSS)
+        self.stats.rollovers += self._rollover.corrected - before
+        return wall
 
     def run(self, fixes: Iterable[Fix]) -> ReplayStats:
         for fix in fixes:
@@ -102,17 +141,21 @@ class Replay:
             if isinstance(item, Fix):
                 self.feed(item)
             elif item.time_ms is not None and (self.stats.first_fix_ms is not None or item.has_fix):
-                self.tick(item.time_ms)
+                self.tick(item.time_ms, item.has_fix)
             stream.positions_needed = bool(self.unit.sessions)
         self.finish()
         return self.stats
 
-    def tick(self, time_ms: int) -> None:
-        """The receiver reported a second (no position read): trigger windows and timers due."""
+    def tick(self, time_ms: int, has_fix: bool = True) -> None:
+        """The receiver reported a second (no position read): trigger windows and timers due.
+        Its time is wall time only with a fix (without one a receiver's clock may be unset)."""
         if self.stats.first_fix_ms is None:
             self._schedule(time_ms)
             self._now = time_ms
-        self._advance(max(self._now, time_ms))
+        now = self.clock(time_ms)
+        if has_fix:
+            self._wall = (self._wall_of(time_ms), now)
+        self._advance(now)
         if not self.unit.sessions:
             self.stats.dormant_seconds += 1
 
@@ -120,8 +163,8 @@ class Replay:
         if self.stats.first_fix_ms is None:
             self._schedule(fix.time_ms)
             self._now = fix.time_ms
-        # A receiver's clock can step backwards; the unit's clock never does.
-        now = max(self._now, fix.time_ms)
+        now = self.clock(fix.time_ms)
+        self._wall = (self._wall_of(fix.time_ms), now)
         self._advance(now)
         self.stats.fixes += 1
         if not self.unit.sessions:
@@ -163,9 +206,13 @@ class Replay:
         self._now = max(self._now, until_ms)
 
     def _dispatch(self, event: Any, now_ms: int) -> None:
+        wall = None
+        if self._wall is not None:  # the receiver's time, carried to this event's virtual time
+            reading, at = self._wall
+            wall = WallTime(reading.ms + now_ms - at, reading.source)
         self._now = now_ms
         self.stats.last_ms = now_ms
-        for action in self.unit.handle(event, now_ms):
+        for action in self.unit.handle(event, now_ms, wall):
             if isinstance(action, Publish):
                 self.stats.uplinks += 1
                 self.stats.located += action.located

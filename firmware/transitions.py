@@ -27,6 +27,7 @@ SAMPLES_DONE = "sample_bound"
 CANCEL = "occupant_cancel"
 REMOTE_CANCEL = "backend_cancel"
 SHUTDOWN = "shutdown"
+WINDOW_FAILED = "command_window"  # trusted time showed the starting command was out of its window
 
 # Effects
 NOTHING = None
@@ -41,6 +42,7 @@ REASON_SAMPLE_BOUND = 3
 REASON_CANCELLED = 4
 REASON_SHUTDOWN = 5
 REASON_BACKEND_CANCELLED = 6
+REASON_COMMAND_WINDOW = 7
 REASON_NAMES = {
     REASON_CLEARED: "trigger_cleared",
     REASON_TIME_BOUND: "time_bound",
@@ -48,6 +50,7 @@ REASON_NAMES = {
     REASON_CANCELLED: "cancelled",
     REASON_SHUTDOWN: "shutdown",
     REASON_BACKEND_CANCELLED: "backend_cancelled",
+    REASON_COMMAND_WINDOW: "command_window",
 }
 END_REASON_OF_INPUT = {
     OFF: REASON_CLEARED,
@@ -56,6 +59,7 @@ END_REASON_OF_INPUT = {
     CANCEL: REASON_CANCELLED,
     SHUTDOWN: REASON_SHUTDOWN,
     REMOTE_CANCEL: REASON_BACKEND_CANCELLED,
+    WINDOW_FAILED: REASON_COMMAND_WINDOW,
 }
 
 
@@ -93,6 +97,8 @@ TABLE[(REMOTE, False)] = dict(_IDLE_ROWS)
 TABLE[(REMOTE, False)][(IDLE, ON)] = (START, REMOTE_ACTIVE)
 TABLE[(REMOTE, False)].update(_active_rows(REMOTE_ACTIVE, (NOTHING, REMOTE_ACTIVE), (REFUSE, REMOTE_ACTIVE),
                                            (END, IDLE)))
+# Started on untrusted time, its command found outside its window once the time is trusted.
+TABLE[(REMOTE, False)][(REMOTE_ACTIVE, WINDOW_FAILED)] = (END, IDLE)
 
 
 class TransitionError(TcuError):

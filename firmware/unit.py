@@ -3,11 +3,16 @@
 Location is sampled only inside an active session; a fix that arrives while no session is
 active is dropped before anything reads its position. Session transitions come from
 transitions.TABLE; this module only applies their effects.
+
+Two clocks (firmware/clock.py): `now_ms` is monotonic and measures every bound, period and
+timer; wall time, passed as a WallTime when the host knows it, only stamps messages and
+checks command validity windows. A step of the wall clock moves neither.
 """
 
 from ..protocol import commands as cmd
 from ..protocol import messages
 from . import transitions as tr
+from .clock import WallClock
 from .errors import TcuError, UsageError
 from .events import (
     Cancel,
@@ -30,6 +35,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ..protocol.commands import Command, CommandVerifier
+    from .clock import WallTime
     from .fix import Fix
     from .services import Service
 
@@ -42,18 +48,26 @@ MSD_TRIGGERS = (CRASH, SOS)  # the emergency calls: an eCall MSD rides in their 
 
 
 class Session:
-    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples", "test",
-                 "sampled", "msd_values", "msd")
+    """start_ms, end_ms, next_due_ms: monotonic. start_wall_ms, source: its start's wall time."""
 
-    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int,
-                 test: bool = False) -> None:
+    __slots__ = ("sid", "service", "state", "start_ms", "end_ms", "next_due_ms", "samples", "test",
+                 "sampled", "msd_values", "msd", "start_wall_ms", "source", "window", "grid_ms")
+
+    def __init__(self, sid: int, service: "Service", state: str, start_ms: int, end_ms: int, start_wall_ms: int,
+                 source: int, test: bool = False) -> None:
         self.sid = sid
         self.service = service
         self.state = state
         self.start_ms = start_ms
         self.end_ms = end_ms
-        self.next_due_ms = start_ms
-        self.samples = 0
+        self.next_due_ms = start_ms  # the next point of the session's own sampling grid
+        self.grid_ms = None  # type: int | None  # the grid's origin: its first sample
+        self.samples = 0  # the samples it asked for (on its grid), whoever else shared them
+        self.start_wall_ms = start_wall_ms
+        self.source = source
+        # Started on untrusted time: (received at, monotonic ms; not_before; not_after; until),
+        # checked once the time is trusted; until then the session samples nothing.
+        self.window = None  # type: tuple[int, int, int, int] | None
         self.test = test
         self.sampled = []  # type: list[Fix]  # MSD sessions: its last 3 sampled fixes, newest first
         self.msd_values = None  # type: MsdValues | None  # the last MSD's values
@@ -64,7 +78,7 @@ class Unit:
     """One unit for one boot. Feed it events with `handle(event, now_ms)`."""
 
     __slots__ = ("services", "sessions", "_next_sid", "_next_seq", "indicator", "verifier",
-                 "command_counter", "status_interval_s", "msd_encoder")
+                 "command_counter", "status_interval_s", "msd_encoder", "clock", "_last_fix_ms")
 
     def __init__(self, services: "dict[int, Service] | None" = None,
                  verifier: "CommandVerifier | None" = None, command_counter: int = 0,
@@ -79,6 +93,8 @@ class Unit:
         self.verifier = verifier  # None: the unit accepts no downlink command at all
         self.command_counter = command_counter  # the last accepted, persisted by the host
         self.status_interval_s = 300
+        self.clock = WallClock()
+        self._last_fix_ms = None  # type: int | None  # monotonic: the fix interval sets the grid tolerance
 
     def next_timer(self) -> "int | None":
         """When the unit next needs a Tick (ms), or None while dormant."""
@@ -86,8 +102,14 @@ class Unit:
             return None
         return min(s.end_ms for s in self.sessions.values())
 
-    def handle(self, event: "Any", now_ms: int) -> "list[Any]":
+    def handle(self, event: "Any", now_ms: int, wall: "WallTime | None" = None) -> "list[Any]":
+        """now_ms: monotonic milliseconds. wall: the wall time now, if the host knows it
+        (otherwise the last one, carried forward on the monotonic clock)."""
         actions = []  # type: list[Any]
+        if wall is not None:
+            self.clock.update(wall, now_ms)
+            if wall.trusted:
+                self._check_windows(now_ms, actions)
         if isinstance(event, FixEvent):
             if self.sessions:  # dormant: the fix is dropped unread
                 self._sample(event.fix, now_ms, actions)
@@ -142,12 +164,14 @@ class Unit:
 
     def _start(self, service: "Service", state: str, now_ms: int, end_ms: int, case: "str | None",
                actions: "list[Any]", test: bool = False) -> None:
-        session = Session(self._next_sid, service, state, now_ms, end_ms, test)
+        start_wall_ms, source = self.clock.now(now_ms), self.clock.source
+        start_s = start_wall_ms // 1000
+        session = Session(self._next_sid, service, state, now_ms, end_ms, start_wall_ms, source, test)
         self._next_sid += 1
         self.sessions[service.trigger] = session
         seq = self._seq()
         payload = messages.encode_session_start(
-            seq, session.sid, service.purpose, now_ms // 1000, service.trigger, case, test=test)
+            seq, session.sid, service.purpose, start_s, service.trigger, case, test=test, time_source=source)
         actions.append(Publish(payload, service.priority, session.sid, seq, False))
 
     def _send_msd(self, session: Session, actions: "list[Any]") -> None:
@@ -161,8 +185,8 @@ class Unit:
         session.msd_values, session.msd = values, self.msd_encoder(values)
         seq = self._seq()
         service = session.service
-        payload = messages.encode_session_start(seq, session.sid, service.purpose, session.start_ms // 1000,
-                                                service.trigger, None, session.msd, session.test)
+        payload = messages.encode_session_start(seq, session.sid, service.purpose, session.start_wall_ms // 1000,
+                                                service.trigger, None, session.msd, session.test, session.source)
         actions.append(Publish(payload, service.priority, session.sid, seq, True))
 
     def session_msd(self, sid: int) -> "bytes | None":
@@ -175,39 +199,53 @@ class Unit:
     def _end(self, session: Session, reason: int, now_ms: int, actions: "list[Any]") -> None:
         del self.sessions[session.service.trigger]  # the session, and all it held, is gone
         seq = self._seq()
-        payload = messages.encode_session_end(seq, session.sid, now_ms // 1000, reason)
+        payload = messages.encode_session_end(seq, session.sid, self.clock.now(now_ms) // 1000, reason,
+                                              self.clock.source)
         actions.append(Publish(payload, session.service.priority, session.sid, seq, False))
 
     def _sample(self, fix: "Fix", now_ms: int, actions: "list[Any]") -> None:
-        """Overlapping sessions combine: one report when any of them is due, at the most
-        demanding period, with the union of their fields, named after the highest-priority
-        session and listing the others; each counts it against its own sample bound."""
-        active = [s for s in self._by_priority() if now_ms < s.end_ms]
-        if not any(now_ms >= s.next_due_ms for s in active):
+        """Each session samples on its own grid (first sample + k * period), a fix within half a
+        fix interval of a grid point counting as on it. When any session is due, one report
+        serves every due session: named after the highest-priority one, listing the others,
+        with the union of their fields; each counts it against its own sample bound. A session
+        that is not due neither shares the report nor counts it."""
+        interval = 0 if self._last_fix_ms is None else now_ms - self._last_fix_ms
+        self._last_fix_ms = now_ms
+        due = []  # type: list[Session]
+        for session in self._by_priority():
+            if now_ms < session.end_ms and session.window is None \
+                    and now_ms >= session.next_due_ms - _tolerance(session, interval):
+                due.append(session)
+        if not due:
             return
-        for session in active:
+        for session in due:
             if session.service.trigger in MSD_TRIGGERS:
                 untrusted = session.msd_values is not None and not session.msd_values.trusted
                 session.sampled = [fix] + session.sampled[:2]
                 if session.msd_values is None or (untrusted and can_be_trusted(fix)):
                     self._send_msd(session, actions)  # the first MSD, or a trusted one after an untrusted
-        lead = active[0]
+        lead = due[0]
         seq = self._seq()
-        payload = _report(seq, lead, [s.sid for s in active[1:]], fix, _union_fields(active))
+        payload = _report(seq, lead, [s.sid for s in due[1:]], fix, _union_fields(due),
+                          _dt(lead, now_ms, self.clock.now(now_ms)))
         actions.append(Publish(payload, lead.service.priority, lead.sid, seq, True))
-        period_ms = min(s.service.period_s for s in active) * 1000
-        for session in active:
+        for session in due:
             session.samples += 1
-            session.next_due_ms = now_ms + period_ms
+            if session.grid_ms is None:
+                session.grid_ms = now_ms
+            session.next_due_ms = _next_grid_point(session, now_ms + _tolerance(session, interval))
             if session.samples >= session.service.max_samples:
                 self._input(session.service, tr.SAMPLES_DONE, now_ms, actions)
 
     def _command(self, payload: bytes, now_ms: int, actions: "list[Any]") -> None:
-        """Verify, then carry out, one downlink command; a refused one changes nothing."""
+        """Verify, then carry out, one downlink command; a refused one changes nothing.
+        Its validity window is checked against wall time only when that time is trusted."""
+        trusted = self.clock.trusted
         try:
             if self.verifier is None:
                 raise cmd.CommandRejected(cmd.R_UNAUTHENTIC, "this unit accepts no commands")
-            command = self.verifier.verify(payload, now_ms // 1000, self.command_counter)
+            wall_s = self.clock.now(now_ms) // 1000 if trusted else None
+            command = self.verifier.verify(payload, wall_s, self.command_counter)
         except cmd.CommandRejected as err:
             self._respond(err.counter, messages.RESULT_REJECTED, err.reason, actions)
             return
@@ -218,21 +256,13 @@ class Unit:
         except Refused:
             self._respond(command.counter, messages.RESULT_REJECTED, cmd.R_POLICY, actions)
             return
-        self._respond(command.counter, messages.RESULT_ACCEPTED, sid, actions)
+        result = messages.RESULT_ACCEPTED if trusted else messages.RESULT_PROVISIONAL
+        self._respond(command.counter, result, sid, actions)
 
     def _execute(self, command: "Command", now_ms: int, actions: "list[Any]") -> int:
         """Carry out an authentic command; the session it concerns (0: none), or Refused."""
         if command.code in (cmd.CMD_TRACK_STOLEN, cmd.CMD_LAWFUL_REQUEST):
-            service = self._service(STOLEN if command.code == cmd.CMD_TRACK_STOLEN else LAWFUL)
-            until_ms = command.args[cmd.ARG_UNTIL] * 1000
-            if until_ms <= now_ms:
-                raise Refused("tracking would end before it starts")
-            session = self.sessions.get(service.trigger)
-            if session is not None:  # a renewed request extends the running session
-                session.end_ms = min(until_ms, session.start_ms + service.bound_s * 1000)
-                return session.sid
-            self._input(service, tr.ON, now_ms, actions, until_ms, command.args[cmd.ARG_CASE])
-            return self.sessions[service.trigger].sid
+            return self._track(command, now_ms, actions)
         if command.code == cmd.CMD_CONFIGURE:
             self.status_interval_s = command.args[cmd.ARG_STATUS_INTERVAL]
             return 0
@@ -249,6 +279,52 @@ class Unit:
         else:
             self._input(session.service, tr.REMOTE_CANCEL, now_ms, actions)
         return session.sid
+
+    def _track(self, command: "Command", now_ms: int, actions: "list[Any]") -> int:
+        """Start (or renew) backend-requested tracking until the command's `until`.
+
+        On trusted time, `until` is placed on the monotonic clock by the wall time now. On
+        untrusted time the unit takes the command as received at the last moment of its
+        window (not_after): tracking lasts until - not_after at most, and samples nothing
+        until trusted time shows when it really was received (_check_windows)."""
+        service = self._service(STOLEN if command.code == cmd.CMD_TRACK_STOLEN else LAWFUL)
+        until_s = command.args[cmd.ARG_UNTIL]
+        window = None  # type: tuple[int, int, int, int] | None
+        if self.clock.trusted:
+            until_ms = now_ms + until_s * 1000 - self.clock.now(now_ms)
+        else:
+            until_ms = now_ms + (until_s - command.not_after) * 1000
+            window = (now_ms, command.not_before, command.not_after, until_s)
+        if until_ms <= now_ms:
+            raise Refused("tracking would end before it starts")
+        session = self.sessions.get(service.trigger)
+        if session is not None:  # a renewed request extends the running session
+            session.end_ms = min(until_ms, session.start_ms + service.bound_s * 1000)
+            session.window = window
+            return session.sid
+        self._input(service, tr.ON, now_ms, actions, until_ms, command.args[cmd.ARG_CASE])
+        session = self.sessions[service.trigger]
+        session.window = window
+        return session.sid
+
+    def _check_windows(self, now_ms: int, actions: "list[Any]") -> None:
+        """The time just became trusted: check each command accepted on untrusted time
+        against its window at the moment it was received; end its session if it fails,
+        else place its `until` on the monotonic clock."""
+        wall_ms = self.clock.now(now_ms)
+        for session in self._by_priority():
+            if session.window is None:
+                continue
+            received_ms, not_before, not_after, until_s = session.window
+            received_s = (wall_ms - (now_ms - received_ms)) // 1000
+            if not not_before <= received_s <= not_after:
+                self._input(session.service, tr.WINDOW_FAILED, now_ms, actions)
+                continue
+            session.window = None
+            until_ms = now_ms + until_s * 1000 - wall_ms
+            session.end_ms = min(until_ms, session.start_ms + session.service.bound_s * 1000)
+            if session.end_ms <= now_ms:
+                self._input(session.service, tr.TIME_UP, now_ms, actions)
 
     def _session_by_id(self, sid: int) -> Session:
         for session in self.sessions.values():
@@ -283,7 +359,32 @@ def _union_fields(sessions: "list[Session]") -> int:
     return fields
 
 
-def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields: int) -> bytes:
+def _tolerance(session: Session, interval_ms: int) -> int:
+    """How early a fix may come and still count as on a grid point: half a fix interval
+    (so a 1 Hz receiver serves a 2 s period every 2 s), at most half the period."""
+    return min(interval_ms, session.service.period_s * 1000) // 2
+
+
+def _next_grid_point(session: Session, after_ms: int) -> int:
+    """The session's first grid point after after_ms (a period of 0: any later fix)."""
+    period_ms = session.service.period_s * 1000
+    origin = session.grid_ms if session.grid_ms is not None else session.start_ms
+    if period_ms == 0:
+        return after_ms + 1
+    return origin + ((after_ms - origin) // period_ms + 1) * period_ms
+
+
+def _dt(session: Session, now_ms: int, wall_ms: int) -> int:
+    """Seconds since the session's start: by wall time (the fix's own second) while wall
+    time agrees with the monotonic clock since the start, else by the monotonic clock alone,
+    so a step of the wall clock never moves a report's time away from its session's."""
+    mono_ms = now_ms - session.start_ms
+    if abs((wall_ms - session.start_wall_ms) - mono_ms) < 2000:
+        return wall_ms // 1000 - session.start_wall_ms // 1000
+    return (session.start_wall_ms % 1000 + mono_ms) // 1000
+
+
+def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields: int, dt: int) -> bytes:
     """Encode fix as a located report of session (and others), with only the given fields."""
     motion = bool(fields & F_MOTION)
     speed = None if fix.speed_mms is None else (fix.speed_mms * 36 + 5000) // 10000
@@ -299,6 +400,5 @@ def _report(seq: int, session: Session, others: "list[int]", fix: "Fix", fields:
             ext[messages.EXT_SATS] = min(fix.sats, messages.MAX_SATS)
         if fix.hdop_c is not None:
             ext[messages.EXT_HDOP_D] = min((fix.hdop_c + 5) // 10, messages.MAX_HDOP_D)
-    dt = fix.time_ms // 1000 - session.start_ms // 1000
     return messages.encode_report(seq, session.sid, session.service.purpose, dt, fix.lat_e7,
                                   fix.lon_e7, speed, course, ext, motion)

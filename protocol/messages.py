@@ -7,14 +7,14 @@ altitude and fix quality, in a Teltonika Codec 8 record's 30); rarer extras trav
 map with small integer keys (EXT_SESSIONS and any later ones), present only when non-empty.
 
   status         [head, time, state, ?radio]                             never a position
-  session start  [head, seq, sid, purpose, time, trigger, ?case, ?{1: msd, 2: true}]
+  session start  [head, seq, sid, purpose, time, trigger, ?case, ?{1: msd, 2: true, 3: time-source}]
   located report [head, seq, sid, purpose, dt, lat, lon]                 position only
                  [head, seq, sid, purpose, dt, lat, lon, speed, course]  with motion
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, alt]            + altitude
                  [head, seq, sid, purpose, dt, lat, lon, speed, course, alt, quality]   + fix quality
                  ... any of these, then a trailing map {key: value} of the rarer extras
   located batch  [head, seq, sid, purpose, dt, lat, lon, speed, course, [* dt, lat, lon, speed, course deltas]]
-  session end    [head, seq, sid, time, reason]
+  session end    [head, seq, sid, time, reason, ?time-source]
   command reply  [head, seq, counter, result, detail]
 
 time: Unix seconds (UTC). dt: seconds since its session's start time, which the session
@@ -24,6 +24,10 @@ alt: metres above mean sea level, or null when only the quality is known. qualit
 HDOP and fix mode in one integer (see pack_quality), 3 bytes for any HDOP under 25.5.
 Message.ext presents all of these extras as one map (EXT_ALT_M ... EXT_SESSIONS) either way.
 seq: the unit's uplink counter for this boot; (unit, boot, seq) identifies an uplink.
+time-source: where a session start's or end's time came from (TIME_*); absent means GNSS,
+the usual case, so it costs nothing then. A report's time is its session start's time plus
+dt, counted on the unit's monotonic clock: it has its session start's source. A status
+says it in its state bits (STATE_TIME_*).
 """
 
 from ..firmware.errors import ProtocolError
@@ -50,6 +54,13 @@ TYPE_NAMES = {
 STATE_ONLINE = 1  # status bits
 STATE_INDICATOR = 2  # a location session is active
 STATE_GNSS_FIX = 4
+STATE_TIME_TRUSTED = 8  # the time is GNSS time or an NTP-synchronised system clock
+STATE_TIME_NTP = 16  # ... and it came from the system clock (else GNSS, when trusted)
+
+# Where a time on the wire came from (session start and end: a trailing uint, absent = GNSS).
+TIME_GNSS = 0  # the receiver's time: a valid fix with a date (trusted)
+TIME_NTP = 1  # the system clock, synchronised by NTP (trusted)
+TIME_SYSTEM = 2  # the system clock, not synchronised: it may be hours or years off
 
 # status radio map (the cellular modem, when there is one): never a cell identity
 RADIO_REG = 1  # 27.007 registration <stat> of the data path (+CEREG): 1 home, 5 roaming, 2 searching...
@@ -61,6 +72,7 @@ MAX_RADIO_TEXT = 32
 
 RESULT_ACCEPTED = 0
 RESULT_REJECTED = 1
+RESULT_PROVISIONAL = 2  # accepted, its validity window unchecked: the unit's time is not trusted
 
 EXT_ALT_M = 1  # altitude above mean sea level, whole metres
 EXT_SATS = 2  # satellites used
@@ -77,6 +89,7 @@ MAX_CASE_BYTES = 64  # a session start's case reference, UTF-8 (tcu.cddl: tstr .
 
 START_MSD = 1  # session start extension: an eCall MSD (EN 15722, UPER), repeated for a resend
 START_TEST = 2  # session start extension: true for a test call (`tcu trigger crash --test`)
+START_TIME_SOURCE = 3  # session start extension: where its time came from (TIME_NTP, TIME_SYSTEM)
 MAX_MSD_BYTES = 140
 
 MAX_UPLINK_SIZE = 512
@@ -90,7 +103,7 @@ class Message:
     __slots__ = (
         "version", "type", "seq", "sid", "purpose", "time", "trigger", "dt",
         "lat_e7", "lon_e7", "speed_kmh", "course_2deg", "ext", "reason", "case", "fixes",
-        "state", "counter", "result", "msd", "test",
+        "state", "counter", "result", "msd", "test", "time_source",
     )
 
     def __init__(self, type_: int, seq: int, sid: int, version: int = VERSION) -> None:
@@ -115,6 +128,7 @@ class Message:
         self.result = None  # type: int | None
         self.msd = None  # type: bytes | None  # session start: the eCall MSD it carries
         self.test = False  # session start: a test call, never a real emergency
+        self.time_source = None  # type: int | None  # session start and end: TIME_*
 
     @property
     def located(self) -> bool:
@@ -126,9 +140,10 @@ def _head(type_: int) -> int:
 
 
 def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger: int,
-                         case: "str | None" = None, msd: "bytes | None" = None, test: bool = False) -> bytes:
+                         case: "str | None" = None, msd: "bytes | None" = None, test: bool = False,
+                         time_source: int = TIME_GNSS) -> bytes:
     """msd: an eCall MSD for this session (a session start resent with the same sid carries a
-    newer one); test: a test call."""
+    newer one); test: a test call; time_source: where time_s came from (absent: GNSS)."""
     fields = [_head(T_SESSION_START), seq, sid, purpose, time_s, trigger]  # type: list[Any]
     if case is not None:
         fields.append(case)
@@ -137,6 +152,8 @@ def encode_session_start(seq: int, sid: int, purpose: int, time_s: int, trigger:
         ext[START_MSD] = msd
     if test:
         ext[START_TEST] = True
+    if time_source != TIME_GNSS:
+        ext[START_TIME_SOURCE] = time_source
     if ext:
         fields.append(ext)
     return cbor.encode(fields)
@@ -177,8 +194,11 @@ def encode_batch(seq: int, sid: int, purpose: int, fixes: "list[tuple[int, int, 
     return cbor.encode([_head(T_BATCH), seq, sid, purpose] + list(first) + [deltas])
 
 
-def encode_session_end(seq: int, sid: int, time_s: int, reason: int) -> bytes:
-    return cbor.encode([_head(T_SESSION_END), seq, sid, time_s, reason])
+def encode_session_end(seq: int, sid: int, time_s: int, reason: int, time_source: int = TIME_GNSS) -> bytes:
+    fields = [_head(T_SESSION_END), seq, sid, time_s, reason]  # type: list[Any]
+    if time_source != TIME_GNSS:
+        fields.append(time_source)
+    return cbor.encode(fields)
 
 
 def encode_report(
@@ -279,6 +299,7 @@ def _decode_start(items: "list[Any]", version: int) -> Message:
     msg.purpose = _uint(items, 3, "purpose")
     msg.time = _uint(items, 4, "time")
     msg.trigger = _uint(items, 5, "trigger")
+    msg.time_source = TIME_GNSS
     rest = items[6:]
     if rest and isinstance(rest[-1], dict):
         _start_ext(rest.pop(), msg)
@@ -300,16 +321,28 @@ def _start_ext(ext: "dict[Any, Any]", msg: Message) -> None:
             msg.msd = value
         elif key == START_TEST and value is True:
             msg.test = True
+        elif key == START_TIME_SOURCE and value in (TIME_NTP, TIME_SYSTEM) and not isinstance(value, bool):
+            msg.time_source = value
         else:
-            raise cbor.DecodeError("session start extension %r: expected 1 => MSD bytes (1..%d), 2 => true"
-                                   % (key, MAX_MSD_BYTES))
+            raise cbor.DecodeError("session start extension %r: expected 1 => MSD bytes (1..%d), 2 => true, "
+                                   "3 => time source 1..2" % (key, MAX_MSD_BYTES))
+
+
+def _time_source(items: "list[Any]", index: int) -> int:
+    """The optional trailing time source at index (absent: GNSS); nothing may follow it."""
+    if len(items) <= index:
+        return TIME_GNSS
+    if len(items) > index + 1:
+        raise cbor.DecodeError("unexpected item after the time source")
+    return _int(items, index, "time source", TIME_NTP, TIME_SYSTEM)
 
 
 def _decode_end(items: "list[Any]", version: int) -> Message:
-    _arity(items, 5, 5, "session end")
+    _arity(items, 5, 6, "session end")
     msg = Message(T_SESSION_END, _uint(items, 1, "seq"), _uint(items, 2, "sid"), version)
     msg.time = _uint(items, 3, "time")
     msg.reason = _uint(items, 4, "reason")
+    msg.time_source = _time_source(items, 5)
     return msg
 
 
@@ -317,8 +350,8 @@ def _decode_response(items: "list[Any]", version: int) -> Message:
     _arity(items, 5, 5, "command response")
     msg = Message(T_COMMAND_RESPONSE, _uint(items, 1, "seq"), 0, version)
     msg.counter = _uint(items, 2, "counter")
-    msg.result = _int(items, 3, "result", RESULT_ACCEPTED, RESULT_REJECTED)
-    if msg.result == RESULT_ACCEPTED:
+    msg.result = _int(items, 3, "result", RESULT_ACCEPTED, RESULT_PROVISIONAL)
+    if msg.result != RESULT_REJECTED:
         msg.sid = _uint(items, 4, "session")
     else:
         msg.reason = _uint(items, 4, "reason")

@@ -9,6 +9,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from portable.portable_support import gnss_unit
 from wire_check import assert_valid
 
 from tcu.emulator.crypto import ed25519_verify, open_uplink, seal_uplink
@@ -70,7 +71,7 @@ def refused_with(unit: Unit, data: bytes, reason: int, now: int = NOW) -> None:
 
 @pytest.mark.parametrize("seal", [signed, maced])
 def test_an_authentic_command_starts_tracking_with_its_case(seal) -> None:
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     actions = unit.handle(Downlink(seal(command())), NOW * 1000)
     assert isinstance(actions[0], PersistCounter) and actions[0].counter == 1  # persisted before acting
     start = messages.decode(actions[1].payload)
@@ -81,7 +82,7 @@ def test_an_authentic_command_starts_tracking_with_its_case(seal) -> None:
 
 
 def test_expiry_ends_a_lawful_request_and_the_occupant_cannot_cancel_it() -> None:
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     unit.handle(Downlink(signed(command(cmd.CMD_LAWFUL_REQUEST))), NOW * 1000)
     with pytest.raises(Refused, match="occupant"):
         unit.handle(Cancel(sv.LAWFUL), NOW * 1000 + 5)
@@ -93,7 +94,7 @@ def test_expiry_ends_a_lawful_request_and_the_occupant_cannot_cancel_it() -> Non
 
 
 def test_backend_cancel_ends_only_what_the_backend_started() -> None:
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     unit.handle(Downlink(signed(command(counter=1))), NOW * 1000)
     unit.handle(Tick(), NOW * 1000)
     from tcu.firmware.events import TriggerOn
@@ -108,7 +109,7 @@ def test_backend_cancel_ends_only_what_the_backend_started() -> None:
 
 
 def test_forged_replayed_expired_misrouted_and_swapped_commands_change_nothing() -> None:
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     good = signed(command(counter=5))
     forged = bytearray(good)
     forged[-1] ^= 1
@@ -136,10 +137,10 @@ def test_forged_replayed_expired_misrouted_and_swapped_commands_change_nothing()
 
 
 def test_the_replay_window_survives_a_restart() -> None:
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     good = signed(command(counter=9))
     persisted = [a.counter for a in unit.handle(Downlink(good), NOW * 1000) if isinstance(a, PersistCounter)]
-    restarted = Unit(verifier=verifier(), command_counter=persisted[-1])
+    restarted = gnss_unit(verifier=verifier(), command_counter=persisted[-1])
     refused_with(restarted, good, cmd.R_REPLAYED, now=NOW + 10)
 
 
@@ -160,7 +161,7 @@ def test_pycose_interoperates_both_ways() -> None:
     theirs = Sign1Message(
         phdr={Algorithm: EdDSA}, uhdr={KID: b"backend-ed"}, payload=payload, external_aad=aad)
     theirs.key = okp
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     accepted = responses(unit.handle(Downlink(theirs.encode()), NOW * 1000))  # pyright: ignore[reportCallIssue]
     assert accepted[0].result == messages.RESULT_ACCEPTED
 
@@ -197,7 +198,7 @@ def _mutate(data: bytes, how: int, where: int, value: int) -> bytes:
 @given(st.sampled_from([signed, maced]), st.integers(0, 3), st.integers(0, 10_000), st.integers(0, 255),
        st.integers(1, 50))
 def test_ten_thousand_forged_commands_are_all_refused(seal, how, where, value, counter) -> None:
-    unit = Unit(verifier=verifier(), command_counter=60)
+    unit = gnss_unit(verifier=verifier(), command_counter=60)
     original = seal(command(counter=60 + counter))
     forged = _mutate(original, how, where, value)
     if forged == original:
@@ -225,7 +226,7 @@ def test_end_to_end_sealed_location_is_opaque_to_the_broker() -> None:
 def test_no_local_input_starts_or_ends_a_backend_session() -> None:
     from tcu.firmware.events import TriggerOff, TriggerOn
 
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     for event in (TriggerOn(sv.STOLEN), TriggerOn(sv.LAWFUL), TriggerOff(sv.LAWFUL)):
         with pytest.raises(Refused, match="authenticated backend command"):
             unit.handle(event, NOW * 1000)

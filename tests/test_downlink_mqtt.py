@@ -15,6 +15,7 @@ from wire_check import assert_valid
 from tcu.emulator.audit import AuditLog, verify
 from tcu.emulator.crypto import ed25519_verify, open_uplink
 from tcu.emulator.live import LiveUnit
+from tcu.emulator.wallclock import Clocks
 from tcu.firmware import services as sv
 from tcu.firmware.events import FixEvent, TriggerOn
 from tcu.firmware.fix import Fix
@@ -24,6 +25,8 @@ from tcu.protocol import cose, messages
 UNIT = "unit-live-1"
 SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 HMAC_KEY = bytes(range(100, 132))
+
+
 
 
 def verifier() -> cmd.CommandVerifier:
@@ -86,7 +89,7 @@ def test_only_the_authentic_fresh_command_acts_also_after_a_restart(mosquitto, t
                                cose.ALG_HMAC_256_256, public_raw)
     peer = Peer(mosquitto.url)
     try:
-        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier()) as unit:
+        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier(), clocks=Clocks(ntp=lambda: True)) as unit:
             for data in (forged, expired, other_unit, swapped, valid, valid):
                 peer.command(data)
             replies = peer.responses(6)
@@ -97,7 +100,8 @@ def test_only_the_authentic_fresh_command_acts_also_after_a_restart(mosquitto, t
         starts = [m for m in peer.decoded() if m.type == messages.T_SESSION_START]
         assert [(m.purpose, m.case) for m in starts] == [(sv.P_STOLEN_VEHICLE_TRACKING, "police-7")]
 
-        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier()) as restarted:  # same state: counter kept
+        # same state: counter kept
+        with LiveUnit(mosquitto.url, UNIT, tmp_path, verifier(), clocks=Clocks(ntp=lambda: True)) as restarted:
             assert restarted.unit.command_counter == 7
             peer.command(valid)
             replies = peer.responses(7)

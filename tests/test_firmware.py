@@ -143,14 +143,17 @@ def test_overlapping_sessions_combine_and_end_independently() -> None:
     assert first[0].ext == {}  # theft alone: position and motion only
     unit.handle(TriggerOn(sv.CRASH), T0 + 1000)
     crash_sid = unit.sessions[sv.CRASH].sid
-    msgs = publishes(feed_fixes(unit, T0 + 1000, 9))
+    msgs = publishes(feed_fixes(unit, T0 + 1000, 11))
     reports = [m for m in msgs if m.located]
-    # one stream at the crash's 2 s period (not one per session), led by the crash session,
-    # serving the theft session too, with the union of their fields (the crash adds altitude)
-    assert [m.dt for m in reports] == [0, 2, 4, 6, 8]  # dt counts from the lead (crash) session
-    assert all(m.sid == crash_sid and m.ext[messages.EXT_SESSIONS] == [theft_sid] for m in reports)
-    assert all(messages.EXT_ALT_M in m.ext for m in reports)
-    ended = publishes(unit.handle(TriggerOff(sv.THEFT), T0 + 10_000))
+    # one stream, each session on its own grid: the crash every 2 s from its first sample,
+    # the theft every 10 s from its own; a report serves exactly the sessions due, led by the
+    # highest priority one, with the union of their fields (the crash adds altitude)
+    assert [(m.sid, m.dt) for m in reports] == [(crash_sid, 0), (crash_sid, 2), (crash_sid, 4), (crash_sid, 6),
+                                                (crash_sid, 8), (theft_sid, 10), (crash_sid, 10)]
+    assert not any(messages.EXT_SESSIONS in m.ext for m in reports)  # their grids never met here
+    assert [messages.EXT_ALT_M in m.ext for m in reports] == [True] * 5 + [False, True]  # theft alone: no altitude
+    assert (unit.sessions[sv.CRASH].samples, unit.sessions[sv.THEFT].samples) == (6, 2)
+    ended = publishes(unit.handle(TriggerOff(sv.THEFT), T0 + 11_500))
     assert [(m.type, m.sid) for m in ended] == [(messages.T_SESSION_END, theft_sid)]
-    alone = [m for m in publishes(feed_fixes(unit, T0 + 11_000, 4)) if m.located]
+    alone = [m for m in publishes(feed_fixes(unit, T0 + 12_000, 4)) if m.located]
     assert alone and all(messages.EXT_SESSIONS not in m.ext for m in alone)

@@ -17,6 +17,7 @@ import os
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from portable.portable_support import gnss_unit
 
 from tcu.firmware import services as sv
 from tcu.firmware.events import Cancel, Downlink, FixEvent, Indicator, Publish, Tick, TriggerOff, TriggerOn
@@ -52,7 +53,7 @@ class PrivacyMachine(RuleBasedStateMachine):
         super().__init__()
         verifier = cmd.CommandVerifier(UNIT, [cmd.BackendKey(b"k", cose.ALG_HMAC_256_256, KEY)])
         # An MSD stand-in (the ASN.1 encoder is the host's): it carries the session's sampled fixes' count
-        self.unit = Unit(verifier=verifier, msd_encoder=lambda v: bytes([2, v.message_id, v.n1 is not None]))
+        self.unit = gnss_unit(verifier=verifier, msd_encoder=lambda v: bytes([2, v.message_id, v.n1 is not None]))
         self.now = T0
         self.counter = 0
         self.link_up = True

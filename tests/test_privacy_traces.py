@@ -14,6 +14,7 @@ from tcu.firmware import services as sv
 from tcu.firmware.events import Publish
 from tcu.firmware.unit import Unit
 from tcu.hal import iter_fixes
+from tcu.hal.gnss_time import RolloverCorrector
 from tcu.hal.gpsd import GpsdStream
 from tcu.protocol import messages
 
@@ -78,7 +79,7 @@ def test_located_uplinks_fall_inside_random_windows(log: Path) -> None:
         if stats.first_fix_ms is None:
             assert msgs == []
             continue
-        t0 = stats.first_fix_ms // 1000
+        t0 = RolloverCorrector().correct(stats.first_fix_ms) // 1000  # report times are wall (GNSS) time
         opened = {m.sid: m for m in msgs if m.type == messages.T_SESSION_START}
         for m in msgs:
             if not m.located:

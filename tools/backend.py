@@ -1,7 +1,10 @@
 """`tcu backend`: the reference backend. Subscribes to every unit's uplinks at QoS 1 with a
 persistent session (a backend that reconnects misses nothing the broker kept), decodes each
-message strictly, deduplicates on (unit, boot, seq) and stores it in SQLite; a payload that
-does not decode is reported, never fatal.
+message strictly, deduplicates on (unit, boot, seq) and stores it (tools/store.py: SQLite,
+or PostgreSQL); a payload that does not decode is reported, never fatal. A message is
+acknowledged only once its row is committed, so a worker killed in between gets it again
+(QoS 1) and the key makes the second insert a no-op: with `--share GROUP` several workers
+split the uplinks through an MQTT 5 shared subscription and still store each exactly once.
 
 A unit sends an uplink again when it cannot know that the broker got it (a PUBACK lost with
 the link, a restart), so duplicates are normal: the store keeps one row per identity.
@@ -12,7 +15,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import sqlite3
 import sys
 import threading
 import time
@@ -26,27 +28,28 @@ from tcu.emulator.crypto import is_sealed, load_e2e_key, open_uplink
 from tcu.emulator.uplink import ALL_UPLINKS, TlsOptions, open_client, parse_uplink_topic, redact_url
 from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.tools import seq_gaps
+from tcu.tools.store import MIGRATIONS, open_store, store_errors
 from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
 from tcu.tools.view import UplinkView, iso_utc
 
 Record = dict[str, Any]
 
-SCHEMA = """CREATE TABLE IF NOT EXISTS uplinks (
-    unit TEXT NOT NULL, boot INTEGER NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, session INTEGER NOT NULL, payload BLOB NOT NULL, received REAL NOT NULL,
-    PRIMARY KEY (unit, boot, seq))"""
+SCHEMA = MIGRATIONS["sqlite"][0][0]  # the uplinks table (version 1), for tests that build a store by hand
+BATCH_S = 0.01  # uplinks are committed together at least this often
+BATCH_MAX = 500  # or as soon as this many wait
 
 
 class Backend:
-    """Subscribes at QoS 1; keeps every new uplink in `records` and in the SQLite store
-    (`store`: a file, or ':memory:'); counts `duplicates` it dropped."""
+    """Subscribes at QoS 1; keeps every new uplink in `records` and in the store (`store`: a
+    SQLite file, ':memory:' or a postgresql:// URL); counts `duplicates` it dropped.
+    share: subscribe as a member of this MQTT 5 shared-subscription group."""
 
     def __init__(self, url: str | None, on_record: Callable[[Record], None] | None = None,
                  client_id: str = "tcu-backend", store: str = ":memory:", persistent: bool = True,
                  tls: TlsOptions | None = None, protocol: mqtt.MQTTProtocolVersion | None = None,
                  e2e_key: bytes | None = None, on_uplink: Callable[[str, int, bytes], None] | None = None,
                  auth: Credentials | None = None, limit: int = 0,
-                 on_note: Callable[[str], None] | None = None) -> None:
+                 on_note: Callable[[str], None] | None = None, share: str | None = None) -> None:
         self.url = url
         self.e2e_key = e2e_key  # opens uplinks the units sealed end to end
         self.records: list[Record] = []
@@ -64,17 +67,20 @@ class Backend:
         self._view = UplinkView()
         self._cond = threading.Condition()
         self._subscribed = threading.Event()
-        try:
-            self.db = sqlite3.connect(store, check_same_thread=False, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.execute(SCHEMA)
-        except sqlite3.Error as err:
-            raise UsageError("--store %s: %s" % (store, err)) from None
+        self.worker = client_id
+        self.store_name = store
+        self.store = open_store(store, write=True)
+        self._batch: list[tuple[Callable[[], object] | None, Record, bytes]] = []  # received, not yet committed
+        self._stop_flush = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_every, name="tcu-backend-flush", daemon=True)
+        self._flusher.start()
+        self.topic = ALL_UPLINKS if share is None else "$share/%s/%s" % (share, ALL_UPLINKS)
+        if share is not None:
+            protocol = mqtt.MQTTv5
 
         def setup(client: mqtt.Client) -> None:
-            if limit:  # messages past the limit are not acknowledged: the next run gets them
-                client.manual_ack_set(True)
+            # acknowledged once committed (see flush()); past the limit not at all: the next run gets them
+            client.manual_ack_set(True)
             client.on_message = self._on_message
             client.on_subscribe = lambda *a: self._subscribed.set()
             # every connect: a broker that restarted without its sessions forgot the subscription
@@ -88,7 +94,7 @@ class Backend:
             self._subscribed.wait(5)
 
     def _on_connect(self, client: mqtt.Client, *args: object) -> None:
-        client.subscribe(ALL_UPLINKS, qos=1)
+        client.subscribe(self.topic, qos=1)
         if self._lost:
             self._lost = False
             self._note("the broker %s is back; subscribed again" % redact_url(self.url or ""))
@@ -105,20 +111,20 @@ class Backend:
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self._cond:
-            if self.limit and len(self.records) >= self.limit:
+            if self.limit and len(self.records) + len(self._batch) >= self.limit:
                 return  # not acknowledged: redelivered to the next session with this client id
             self._in_callback += 1
         try:
-            self._handle(message)
-            if self.limit:
-                client.ack(message.mid, message.qos)
+            if not self._handle(client, message):
+                client.ack(message.mid, message.qos)  # not stored by design (rejected, sealed): done with
         finally:
             with self._cond:  # close() waits for this: the last PUBACK goes out before DISCONNECT
                 self._in_callback -= 1
                 self._cond.notify_all()
 
-    def _handle(self, message: mqtt.MQTTMessage) -> None:
-        self.ingest(message.topic, bytes(message.payload))
+    def _handle(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> bool:
+        """Decode one message; True when it waits in the batch (flush() acknowledges it)."""
+        return self.ingest(message.topic, bytes(message.payload), lambda: client.ack(message.mid, message.qos))
 
     def ingest_sms(self, pdu: str) -> int:
         """An SMS copy (tools/backend_sms.py): its uplinks stored as if they came by MQTT,
@@ -137,10 +143,12 @@ class Backend:
         before = len(self.records)
         for payload in uplinks:
             self.ingest(uplink_topic(unit, boot), payload)
+        self.flush()
         return len(self.records) - before
 
-    def ingest(self, topic: str, payload: bytes) -> None:
-        """One uplink copy from topic (tcu/v1/UNIT/up/BOOT): decoded, stored once."""
+    def ingest(self, topic: str, payload: bytes, ack: Callable[[], object] | None = None) -> bool:
+        """One uplink copy from topic (tcu/v1/UNIT/up/BOOT), decoded into the batch (stored once
+        by flush(), which then calls ack); False when it is not to be stored (rejected, sealed)."""
         unit, boot = parse_uplink_topic(topic)
         boot = boot or 0
         try:
@@ -152,43 +160,71 @@ class Backend:
                     if first:
                         self._note("a sealed uplink from %s and no --e2e-key to open it: sealed uplinks are "
                                    "counted, not shown" % unit)
-                    return
+                    return False
                 payload = open_uplink(payload, self.e2e_key, topic)
             record = self._view.describe(payload, "%s/%d" % (unit, boot))
         except ProtocolError as err:
             with self._cond:
                 self.rejected.append("%s: %s" % (topic, err))
-            return
+            return False
         record["unit"], record["boot"] = unit, boot
         if record["type"] in ("report", "batch") and record.get("time") is None:
             record["received"] = iso_utc(time.time())  # joined after the session's start
         with self._cond:
             self.received += 1
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO uplinks VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (unit, boot, record["seq"], record["type"], record["session"], payload, time.time()))
-            if cursor.rowcount == 0:
-                self.duplicates += 1
+            self._batch.append((ack, record, payload))
+            full = len(self._batch) >= BATCH_MAX
+        if full:
+            self.flush()
+        return True
+
+    def _flush_every(self) -> None:
+        while not self._stop_flush.wait(BATCH_S):
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit the uplinks received since the last flush in one transaction (one fsync for
+        many rows), and only then acknowledge them: a worker killed before the commit gets
+        every one of them again, and the key makes a second insert a no-op."""
+        with self._cond:
+            batch, self._batch = self._batch, []
+            if not batch:
                 return
-            self.records.append(record)
-            gap = self.gaps.add(unit, boot, record["seq"]) if isinstance(record["seq"], int) else None
+            now = time.time()
+            try:
+                with store_errors(self.store_name):
+                    new = self.store.insert_many([(r["unit"], r["boot"], r["seq"], r["type"], r["session"], payload,
+                                                   now, self.worker) for _, r, payload in batch])
+            except UsageError as err:  # not acknowledged: the broker sends them again after a reconnect
+                self.rejected.append("%d uplinks not stored: %s" % (len(batch), err))
+                return
+            for ack, _, _ in batch:
+                if ack is not None:
+                    ack()
+            fresh = [(record, payload) for (_, record, payload), stored in zip(batch, new, strict=True) if stored]
+            self.duplicates += len(batch) - len(fresh)
+            self.records.extend(record for record, _ in fresh)
+            gaps = [(r["unit"], r["boot"], self.gaps.add(r["unit"], r["boot"], r["seq"])) for r, _ in fresh
+                    if isinstance(r["seq"], int)]
             self._cond.notify_all()
-        if gap is not None:
-            self._note("unit %s boot %d: seq %s missing (%d uplinks lost or not yet delivered)" % (
-                unit, boot, seq_gaps.describe([gap]), seq_gaps.count([gap])))
-        if self._on_record is not None:
-            self._on_record(record)
-        if self._on_uplink is not None:
-            self._on_uplink(unit, boot, payload)
+        for unit, boot, gap in gaps:
+            if gap is not None:
+                self._note("unit %s boot %d: seq %s missing (%d uplinks lost or not yet delivered)" % (
+                    unit, boot, seq_gaps.describe([gap]), seq_gaps.count([gap])))
+        for record, payload in fresh:
+            if self._on_record is not None:
+                self._on_record(record)
+            if self._on_uplink is not None:
+                self._on_uplink(record["unit"], record["boot"], payload)
 
     def stored(self) -> int:
         """Rows in the store: unique uplinks."""
         with self._cond:
-            return int(self.db.execute("SELECT COUNT(*) FROM uplinks").fetchone()[0])
+            return self.store.count()
 
     def stored_keys(self) -> list[tuple[str, int, int]]:
         with self._cond:
-            return [tuple(row) for row in self.db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY rowid")]
+            return self.store.keys()
 
     def wait_for(self, count: int, timeout_s: float = 10.0) -> bool:
         """True once `count` unique records arrived, False if the timeout passed first."""
@@ -205,11 +241,14 @@ class Backend:
         self._closing = True
         with self._cond:
             self._cond.wait_for(lambda: self._in_callback == 0, timeout=5)
+        self._stop_flush.set()
+        self._flusher.join(5)
+        self.flush()  # what arrived is stored (and acknowledged) before the link goes
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
         with self._cond:
-            self.db.close()
+            self.store.close()
 
 
 def format_record(record: Record) -> str:
@@ -239,8 +278,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
     parser.add_argument("--count", type=int, default=0,
                         help="exit after this many unique uplinks (0: run until Ctrl-C)")
-    parser.add_argument("--store", default=":memory:", metavar="FILE",
-                        help="keep the deduplicated uplinks in this SQLite file (default: in memory)")
+    parser.add_argument("--store", default=":memory:", metavar="STORE",
+                        help="keep the deduplicated uplinks in this SQLite file or postgresql:// URL "
+                             "(default: SQLite in memory); `tcu backend migrate` upgrades an older one")
+    parser.add_argument("--share", metavar="GROUP",
+                        help="share the uplinks with the other workers of GROUP (MQTT 5 shared subscription); "
+                             "each worker needs its own --client-id, the same after a restart")
     parser.add_argument("--client-id", default="tcu-backend",
                         help="MQTT client id; its broker session persists, so a restart misses nothing")
     parser.add_argument("--live", action="store_true",
@@ -251,7 +294,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="also take the SMS copies in this JSONL file (tcu modem-sim --sms-log), followed")
     add_tls_arguments(parser)
     parser.set_defaults(run=run)
-    from tcu.tools import export_cmd, live, plot_cmd
+    from tcu.tools import export_cmd, live, plot_cmd, store_cmd
     from tcu.tools.command_cmd import register_verbs
 
     register_verbs(parser)
@@ -263,10 +306,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tcu.tools import msd_cmd
 
     msd_cmd.register_verb(verbs, export_cmd.SELECTOR_HELP)
+    store_cmd.register_verb(verbs)
     from tcu.tools import backend_sms
 
     backend_sms.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|sms]"
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|migrate|sms]"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -276,6 +320,11 @@ def run(args: argparse.Namespace) -> int:
     def show(record: Record) -> None:
         print(json.dumps(record) if args.json else format_record(record), flush=True)
 
+    if args.share is not None and (not args.share or any(c in args.share for c in "/+#")):
+        raise UsageError("--share %r: a group name is one topic level: no '/', '+' or '#'" % args.share)
+    if args.share is not None and args.client_id == "tcu-backend":
+        raise UsageError("--share needs --client-id NAME: one per worker, the same after a restart "
+                         "(its persistent session keeps the uplinks in flight to it)")
     tls = check_link(args.broker, args)
     e2e_key = load_e2e_key(args.e2e_key) if args.e2e_key else None
     with contextlib.ExitStack() as stack:
@@ -287,8 +336,9 @@ def run(args: argparse.Namespace) -> int:
         backend = Backend(args.broker, on_record=None if table else show, client_id=args.client_id,
                           store=args.store, tls=tls, e2e_key=e2e_key,
                           on_uplink=table.add if table else None, auth=broker_auth(args), limit=args.count,
-                          on_note=lambda text: print("backend: %s" % text, file=sys.stderr, flush=True))
-        print("backend: subscribed to %s on %s" % (ALL_UPLINKS, redact_url(args.broker)), file=sys.stderr,
+                          on_note=lambda text: print("backend: %s" % text, file=sys.stderr, flush=True),
+                          share=args.share)
+        print("backend: subscribed to %s on %s" % (backend.topic, redact_url(args.broker)), file=sys.stderr,
               flush=True)
         if args.sms_log:
             from tcu.tools.backend_sms import follow

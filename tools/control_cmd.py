@@ -202,4 +202,24 @@ def format_status(status: dict[str, Any]) -> str:
         "connected" if link.get("connected") else "offline", link.get("acked", 0), link.get("outbox", 0)))
     if link.get("problem"):
         lines.append("link: %s" % link["problem"])
+    clock = status.get("time")
+    if clock:
+        lines.append(format_time(clock))
     return "\n".join(lines)
+
+
+_SOURCE_TEXT = {"gnss": "GNSS (a valid fix with a date)", "ntp": "system clock, NTP-synchronised",
+                "system": "system clock, not synchronised"}
+
+
+def format_time(clock: dict[str, Any]) -> str:
+    """The unit's wall time, its source and whether it is trusted (README: Two clocks)."""
+    import datetime  # here, not at the top: `tcu trigger` imports as little as it can
+
+    when = datetime.datetime.fromtimestamp(clock.get("now", 0), datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    text = "time: %s from the %s: %s" % (when, _SOURCE_TEXT.get(clock.get("source", ""), clock.get("source")),
+                                          "trusted" if clock.get("trusted") else
+                                          "NOT trusted (backend command windows are not checked against it)")
+    if clock.get("rollovers_corrected"):
+        text += "; %d GPS week rollovers corrected" % clock["rollovers_corrected"]
+    return text

@@ -28,11 +28,13 @@ SELECTOR_HELP = "SID, UNIT/SID or UNIT/BOOT/SID (see tcu backend sessions); may 
 
 def register_verbs(verbs: argparse._SubParsersAction) -> None:
     sessions = verbs.add_parser("sessions", help="list the sessions in a backend store")
-    sessions.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    sessions.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     sessions.add_argument("--json", action="store_true", help="one JSON object per session")
     sessions.set_defaults(run=run_sessions)
     export = verbs.add_parser("export", help="write a stored session's track as GPX and/or GeoJSON")
-    export.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    export.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     export.add_argument("--session", metavar="SEL", help=SELECTOR_HELP)
     export.add_argument("--gpx", metavar="FILE", help="write GPX 1.1 here ('-': stdout)")
     export.add_argument("--geojson", metavar="FILE", help="write a GeoJSON FeatureCollection here ('-': stdout)")
@@ -81,7 +83,7 @@ def store_gaps(store: str) -> dict[tuple[str, int], list[seq_gaps.Range]]:
     """(unit, boot) -> the seq ranges missing from the store (seq is contiguous from 1)."""
     gaps = seq_gaps.SeqGaps()
     with contextlib.closing(open_store(store)) as db, store_errors(store):
-        for unit, boot, seq in db.execute("SELECT unit, boot, seq FROM uplinks ORDER BY unit, boot, seq"):
+        for unit, boot, seq in sorted(db.keys()):
             gaps.add(unit, boot, seq)
     return gaps.all()
 

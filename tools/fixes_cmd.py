@@ -18,7 +18,9 @@ from typing import Any
 
 from tcu.firmware.fix import Fix
 from tcu.hal import iter_fixes
+from tcu.hal.gnss_time import RolloverCorrector
 from tcu.hal.gpsd import GpsdStream
+from tcu.hal.nmea import JUMP_MS
 from tcu.hal.serial_port import ReconnectingSource
 from tcu.hal.summary import summarize
 from tcu.tools import progress
@@ -129,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
             fixes.source = wrap(fixes.source)
         if isinstance(fixes.source, ReconnectingSource | GpsdStream):
             fixes.source.on_event = lambda text: print("tcu fixes: %s" % text, file=sys.stderr, flush=True)
+        steps = TimeSteps()
         for fix in fixes:
+            fix = steps.see(fix)
             if args.json:
                 out.write(json.dumps(fix_to_json(fix)) + "\n")
             else:
@@ -137,6 +141,8 @@ def run(args: argparse.Namespace) -> int:
             if fixes.is_live:
                 out.flush()
         report_summary(summarize(fixes), args.json)
+    if steps.back or steps.forward or steps.rollover.corrected:
+        print("tcu fixes: %s" % steps.describe(), file=sys.stderr)
     return 0
 
 
@@ -147,3 +153,29 @@ def report_summary(summary: dict[str, Any], as_json: bool, command: str = "tcu f
         print(json.dumps({"summary": summary}), file=sys.stderr, flush=True)
     elif summary.get("reason"):
         print("%s: %s" % (command, summary["reason"]), file=sys.stderr, flush=True)
+
+
+class TimeSteps:
+    """Counts the receiver's time steps (as the replay's clock does) and corrects week rollover."""
+
+    def __init__(self) -> None:
+        self.back = 0
+        self.forward = 0
+        self.rollover = RolloverCorrector()
+        self._last: int | None = None
+
+    def see(self, fix: Fix) -> Fix:
+        if self._last is not None:
+            self.back += fix.time_ms < self._last
+            self.forward += fix.time_ms - self._last > JUMP_MS
+        self._last = fix.time_ms
+        corrected = self.rollover.correct(fix.time_ms)
+        if corrected == fix.time_ms:
+            return fix
+        return Fix(corrected, fix.lat_e7, fix.lon_e7, fix.mode, fix.alt_cm, fix.speed_mms, fix.course_cdeg,
+                   fix.sats, fix.hdop_c)
+
+    def describe(self) -> str:
+        return ("receiver time stepped back %d times, jumped forward more than %d s %d times; "
+                "%d fixes moved forward 1024 weeks (GPS week rollover)"
+                % (self.back, JUMP_MS // 1000, self.forward, self.rollover.corrected))

@@ -78,6 +78,13 @@ def build_vectors() -> dict[str, Vector]:
         "session-end": ("uplink", messages.encode_session_end(5, 1, T + 600, 2), "crash session 1 hit its time bound"),
         "session-start-stolen": ("uplink", messages.encode_session_start(6, 3, 6, T, 6, "police-2026-0042"),
                                  "stolen-vehicle tracking starts, with its case"),
+        "session-start-system-clock": ("uplink", messages.encode_session_start(
+            1, 1, 1, T, 1, time_source=messages.TIME_SYSTEM),
+            "crash session 1 starts, stamped by an unsynchronised clock"),
+        "session-end-ntp": ("uplink", messages.encode_session_end(5, 1, T + 600, 2, messages.TIME_NTP),
+                            "crash session 1 hit its time bound, stamped by an NTP-synchronised clock"),
+        "command-provisional": ("uplink", messages.encode_command_response(7, 42, messages.RESULT_PROVISIONAL, 3),
+                                "command 42 started session 3, its window unchecked (untrusted time)"),
         "command-accepted": ("uplink", messages.encode_command_response(7, 42, 0, 3), "command 42 started session 3"),
         "command-rejected": ("uplink", messages.encode_command_response(8, 42, 1, 7), "command 42 replayed"),
         "command-track-stolen": ("command", cmd.encode_command(stolen), "the payload inside the COSE envelopes"),

@@ -23,7 +23,8 @@ MAX_ROWS = 30  # the most recent sessions; older ones scroll off a terminal anyw
 
 def register_verb(verbs: argparse._SubParsersAction) -> None:
     watch = verbs.add_parser("watch", help="a live table of the sessions in a store another backend writes")
-    watch.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    watch.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     watch.add_argument("--interval", type=_interval, default=0.5, metavar="S", help="poll every S seconds (0.5)")
     watch.add_argument("--count", type=int, default=0, help="exit after this many uplinks (0: until Ctrl-C)")
     watch.set_defaults(run=run_watch)
@@ -114,10 +115,9 @@ def run_watch(args: argparse.Namespace) -> int:
     try:
         with store_errors(args.store), LiveTable() as table:
             while not args.count or table.uplinks < args.count:
-                rows = db.execute("SELECT rowid, unit, boot, payload FROM uplinks WHERE rowid > ? ORDER BY rowid",
-                                  (last,)).fetchall()
+                rows = db.since(last)
                 for rowid, unit, boot, payload in rows:
-                    table.add(unit, boot, bytes(payload))
+                    table.add(unit, boot, payload)
                     last = rowid
                     if args.count and table.uplinks >= args.count:
                         break

@@ -28,7 +28,8 @@ COLOURS = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(PURPOSE_NAME
 def register_verb(verbs: argparse._SubParsersAction) -> None:
     plot = verbs.add_parser("plot", help="draw stored sessions' tracks and trigger windows as a PNG "
                                          "(needs the plot extra)")
-    plot.add_argument("--store", required=True, metavar="FILE", help="the SQLite store of tcu backend --store")
+    plot.add_argument("--store", required=True, metavar="STORE",
+                        help="the store of tcu backend --store: a SQLite file or a postgresql:// URL")
     plot.add_argument("--session", action="append", metavar="SEL",
                       help="SID, UNIT/SID or UNIT/BOOT/SID; repeatable (default: every session in the store)")
     plot.add_argument("-o", "--output", required=True, metavar="PNG", help="the image to write")

@@ -129,6 +129,12 @@ def _stop_on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def clock_summary(stats: ReplayStats) -> str:
+    """What the virtual monotonic clock did with the receiver's time (emulator/replay.py)."""
+    return ("receiver time stepped back %d times and jumped forward %d times (not counted as elapsed time); "
+            "%d times corrected for GPS week rollover" % (stats.steps_back, stats.steps_forward, stats.rollovers))
+
+
 def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # SIGTERM says what is pending, as Ctrl-C does
     windows = [parse_trigger(text) for text in args.trigger]
@@ -166,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
           "%d uplinks (%d located) acknowledged by %s%s" % (
               stats.dormant_seconds, stats.fixes, stats.uplinks, stats.located, redact_url(url),
               "" if args.broker else " (embedded)"), file=sys.stderr)
+    print("replay: %s" % clock_summary(stats), file=sys.stderr)
     extra = []
     if result.link.backlog:
         extra.append("%d sent from the outbox's backlog" % result.link.backlog)

@@ -9,8 +9,6 @@ that also serves overlapping sessions (EXT_SESSIONS) belongs to each of their tr
 from __future__ import annotations
 
 import contextlib
-import os
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +16,8 @@ from tcu.firmware.errors import ProtocolError, UsageError
 from tcu.firmware.services import TRIGGER_NAMES
 from tcu.firmware.transitions import REASON_NAMES
 from tcu.protocol import messages
+from tcu.tools import store as tools_store
+from tcu.tools.store import Store, store_errors
 from tcu.tools.view import iso_utc, purpose_name
 
 SessionKey = tuple[str, int, int]  # unit, boot, sid
@@ -166,34 +166,20 @@ def _points(msg: messages.Message, serves: tuple[int, ...]) -> Iterator[Point]:
                 ext.get(messages.EXT_MODE), serves)
 
 
-def open_store(path: str) -> sqlite3.Connection:
-    """The backend's SQLite store, read only; a missing or foreign file is a UsageError."""
-    if not os.path.isfile(path):
-        raise UsageError("--store %s: no such file (the store `tcu backend --store FILE` writes)" % path)
-    with store_errors(path):
-        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-        db.execute("SELECT unit, boot, seq, payload FROM uplinks LIMIT 1").fetchall()
-    return db
-
-
-@contextlib.contextmanager
-def store_errors(path: str) -> Iterator[None]:
-    """sqlite3 errors as a UsageError: a damaged page may only show when its rows are read."""
-    try:
-        yield
-    except sqlite3.Error as err:
-        raise UsageError("--store %s: not a tcu backend store (%s)" % (path, err)) from None
+def open_store(path: str) -> Store:
+    """The backend's store (SQLite file or postgresql:// URL), read only; a missing or foreign
+    one is a UsageError."""
+    return tools_store.open_store(path)
 
 
 def load_sessions(path: str, progress: Callable[[int, int], None] | None = None) -> list[Session]:
     """Every session in the store. progress(done, total) is called as rows are decoded."""
     book = SessionBook()
-    with contextlib.closing(open_store(path)) as db, store_errors(path):
-        total = int(db.execute("SELECT COUNT(*) FROM uplinks").fetchone()[0])
-        rows = db.execute("SELECT unit, boot, payload FROM uplinks ORDER BY unit, boot, seq")
-        for done, (unit, boot, payload) in enumerate(rows, 1):
+    with contextlib.closing(open_store(path)) as store, store_errors(path):
+        total = store.count()
+        for done, (unit, boot, payload) in enumerate(store.uplinks(), 1):
             try:
-                book.add(unit, boot, bytes(payload))
+                book.add(unit, boot, payload)
             except ProtocolError:
                 pass  # the backend stores only what decoded; a row that does not is not ours to show
             if progress is not None:

@@ -53,3 +53,14 @@ def publishes(actions):
 
 def of_type(actions, cls):
     return [a for a in actions if isinstance(a, cls)]
+
+
+def gnss_unit(**kwargs):
+    """A Unit whose wall time is trusted GNSS time equal to its monotonic clock (as when
+    both start at the same instant): command validity windows are checked against it."""
+    from tcu.firmware.clock import WallTime
+    from tcu.firmware.unit import Unit
+
+    unit = Unit(**kwargs)
+    unit.clock.update(WallTime(0, messages.TIME_GNSS), 0)
+    return unit

@@ -5,7 +5,7 @@ HMAC keys only: MicroPython has no Ed25519. Runs under pytest on CPython and und
 scripts/micropython_tests.py on MicroPython.
 """
 
-from portable_support import LAT, LON, fix_at, of_type, publishes, raises, raises_with
+from portable_support import LAT, LON, fix_at, gnss_unit, of_type, publishes, raises, raises_with
 
 from tcu.firmware import services as sv
 from tcu.firmware import transitions as tr
@@ -249,7 +249,7 @@ def test_sealing_with_a_signature_algorithm_needs_a_sign_function():
 
 
 def test_unit_starts_tracking_on_an_hmac_command_persisting_the_counter_first():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     actions = unit.handle(Downlink(maced(command())), NOW * 1000)
     assert isinstance(actions[0], PersistCounter) and actions[0].counter == 1
     assert [type(a) for a in actions] == [PersistCounter, Publish, Publish, Indicator]
@@ -262,7 +262,7 @@ def test_unit_starts_tracking_on_an_hmac_command_persisting_the_counter_first():
 
 
 def test_unit_lawful_request_reports_position_only_and_ends_at_expiry():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     unit.handle(Downlink(maced(command(cmd.CMD_LAWFUL_REQUEST))), NOW * 1000)
     raises_with(Refused, "occupant", unit.handle, Cancel(sv.LAWFUL), NOW * 1000 + 5)
     report = publishes(unit.handle(FixEvent(fix_at(NOW * 1000)), NOW * 1000))[0]
@@ -274,7 +274,7 @@ def test_unit_lawful_request_reports_position_only_and_ends_at_expiry():
 
 
 def test_unit_backend_cancels_only_what_the_backend_started():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     unit.handle(Downlink(maced(command(counter=1))), NOW * 1000)
     unit.handle(TriggerOn(sv.CRASH), NOW * 1000)
     crash_sid, stolen_sid = unit.sessions[sv.CRASH].sid, unit.sessions[sv.STOLEN].sid
@@ -292,7 +292,7 @@ def test_unit_backend_cancels_only_what_the_backend_started():
 
 
 def test_unit_configure_and_locate_now():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     actions = unit.handle(Downlink(maced(command(cmd.CMD_CONFIGURE, 1, args={cmd.ARG_STATUS_INTERVAL: 60}))),
                           NOW * 1000)
     assert unit.status_interval_s == 60 and responses(actions)[0].sid == 0
@@ -306,7 +306,7 @@ def test_unit_configure_and_locate_now():
 
 
 def test_unit_renewed_request_extends_the_running_session():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     unit.handle(Downlink(maced(command(counter=1))), NOW * 1000)
     sid = unit.sessions[sv.STOLEN].sid
     args = {cmd.ARG_CASE: "police-2026-0042", cmd.ARG_UNTIL: NOW + 7200}
@@ -316,7 +316,7 @@ def test_unit_renewed_request_extends_the_running_session():
 
 
 def test_unit_refuses_tracking_that_would_end_before_it_starts():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     args = {cmd.ARG_CASE: "late", cmd.ARG_UNTIL: NOW}
     actions = unit.handle(Downlink(maced(command(args=args))), NOW * 1000)
     assert [(r.result, r.reason) for r in responses(actions)] == [(messages.RESULT_REJECTED, cmd.R_POLICY)]
@@ -324,7 +324,7 @@ def test_unit_refuses_tracking_that_would_end_before_it_starts():
 
 
 def test_unit_refused_commands_change_nothing():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     good = maced(command(counter=5))
     rejected(unit, good[:-1] + bytes([good[-1] ^ 1]), cmd.R_UNAUTHENTIC)
     rejected(unit, maced(command(counter=5), key=b"\x00" * 32), cmd.R_UNAUTHENTIC)
@@ -343,11 +343,11 @@ def test_unit_refused_commands_change_nothing():
 
 
 def test_unit_replay_window_survives_a_restart():
-    unit = Unit(verifier=verifier())
+    unit = gnss_unit(verifier=verifier())
     good = maced(command(counter=9))
     persisted = [a.counter for a in unit.handle(Downlink(good), NOW * 1000) if isinstance(a, PersistCounter)]
     assert persisted == [9]
-    restarted = Unit(verifier=verifier(), command_counter=persisted[-1])
+    restarted = gnss_unit(verifier=verifier(), command_counter=persisted[-1])
     rejected(restarted, good, cmd.R_REPLAYED, now=NOW + 10)
 
 

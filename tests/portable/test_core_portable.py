@@ -83,12 +83,25 @@ def test_crash_report_carries_every_field_of_its_purpose():
                           messages.EXT_HDOP_D: 9}
 
 
-def test_crash_samples_no_faster_than_its_period():
+def test_crash_samples_on_its_period_grid_within_half_a_fix_interval():
     unit = Unit()
     unit.handle(TriggerOn(sv.CRASH), T0)
-    assert len(unit.handle(FixEvent(fix_at(T0)), T0)) == 1
-    assert unit.handle(FixEvent(fix_at(T0 + 1999)), T0 + 1999) == []
-    assert len(unit.handle(FixEvent(fix_at(T0 + 2000)), T0 + 2000)) == 1
+    assert len(unit.handle(FixEvent(fix_at(T0)), T0)) == 1  # the grid: T0 + k * 2 s
+    assert unit.handle(FixEvent(fix_at(T0 + 1000)), T0 + 1000) == []  # 1 s early, fixes 1 s apart
+    assert unit.handle(FixEvent(fix_at(T0 + 1200)), T0 + 1200) == []  # 0.8 s early, fixes 0.2 s apart
+    assert len(unit.handle(FixEvent(fix_at(T0 + 1950)), T0 + 1950)) == 1  # 50 ms early, fixes 0.75 s apart
+    assert unit.handle(FixEvent(fix_at(T0 + 2950)), T0 + 2950) == []
+    assert len(unit.handle(FixEvent(fix_at(T0 + 4000)), T0 + 4000)) == 1  # the next grid point, not 1.95 + 2
+
+
+def test_a_1hz_receiver_serves_a_2s_period_every_2s_whatever_the_phase():
+    for phase_ms in (0, 1, 300, 500, 999):
+        unit = Unit()
+        unit.handle(TriggerOn(sv.CRASH), T0 + phase_ms)
+        msgs = publishes(feed_fixes(unit, T0 + 1000, 60))
+        reports = [m for m in msgs if m.located]
+        gaps = [reports[i + 1].dt - reports[i].dt for i in range(len(reports) - 1)]
+        assert len(reports) == 30 and set(gaps) == {2}, (phase_ms, gaps)
 
 
 def test_theft_tracks_while_the_input_is_held_and_ends_when_it_clears():

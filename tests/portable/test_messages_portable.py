@@ -140,7 +140,7 @@ def test_refuses_out_of_range_and_mistyped_fields():
     refused([HEAD + messages.T_SESSION_END, True, 1, 0, 1], "seq")
     refused([HEAD + messages.T_SESSION_END, 1, "1", 0, 1], "sid")
     refused([HEAD + messages.T_STATUS, 0, 256], "state")
-    refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 2, 0], "result")
+    refused([HEAD + messages.T_COMMAND_RESPONSE, 1, 1, 3, 0], "result")
 
 
 def test_refuses_bad_extensions():
@@ -190,3 +190,22 @@ def test_status_radio_and_sms_envelope_round_trip():
     start = messages.encode_session_start(1, 1, 1, 1700000200, 1)
     assert sms.decode_envelope(sms.encode_envelope("unit-1", 7, [start])) == ("unit-1", 7, [start])
     raises(ProtocolError, sms.decode_envelope, sms.encode_envelope("unit-1", 7, [start])[:-1])
+
+
+def test_session_start_and_end_say_where_their_time_came_from():
+    plain = messages.decode(messages.encode_session_start(1, 1, 1, 1700000000, 1))
+    assert plain.time_source == messages.TIME_GNSS  # absent: GNSS, no byte spent
+    for case in (None, "case-7"):
+        for source in (messages.TIME_GNSS, messages.TIME_NTP, messages.TIME_SYSTEM):
+            msg = messages.decode(messages.encode_session_start(1, 1, 6, 1700000000, 6, case, time_source=source))
+            assert (msg.case, msg.time_source) == (case, source)
+            end = messages.decode(messages.encode_session_end(2, 1, 1700000600, 2, source))
+            assert (end.reason, end.time_source) == (2, source)
+    assert len(messages.encode_session_start(1, 1, 1, 1700000000, 1, time_source=messages.TIME_SYSTEM)) == len(
+        messages.encode_session_start(1, 1, 1, 1700000000, 1)) + 3  # {3: 2} in the start extension map
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, {3: 0}], "time source")  # GNSS is never sent
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, {3: 3}], "time source")
+    refused([HEAD + messages.T_SESSION_START, 1, 1, 1, 0, 1, 2], "case reference")
+    refused([HEAD + messages.T_SESSION_END, 1, 1, 0, 2, 9], "time source")
+    provisional = messages.decode(messages.encode_command_response(3, 5, messages.RESULT_PROVISIONAL, 4))
+    assert (provisional.result, provisional.sid) == (messages.RESULT_PROVISIONAL, 4)

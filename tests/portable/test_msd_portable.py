@@ -83,7 +83,7 @@ def test_session_start_extension_round_trip_and_refusals():
     cased = messages.decode(messages.encode_session_start(3, 2, 6, 1778745600, 6, "ref-1", test=True))
     assert cased.case == "ref-1" and cased.test and cased.msd is None
     head = [messages.VERSION * 8 + messages.T_SESSION_START, 1, 1, 1, 1778745600, 1]
-    for bad in ({}, {1: b""}, {1: bytes(141)}, {2: False}, {3: 1}, {1: "text"}):
+    for bad in ({}, {1: b""}, {1: bytes(141)}, {2: False}, {3: 0}, {4: 1}, {1: "text"}):
         raises(cbor.DecodeError, messages.decode, cbor.encode(head + [bad]))
     raises(cbor.DecodeError, messages.decode, cbor.encode(head + [{2: True}, "case"]))
     raises(cbor.DecodeError, messages.decode, cbor.encode(head + ["a", "b"]))
