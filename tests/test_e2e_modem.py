@@ -122,6 +122,12 @@ def exactly_once(rig: Rig, expected: int) -> None:
     assert sorted(seq for _, _, seq in keys) == list(range(1, expected + 1))
 
 
+def unit_rows(rig: Rig) -> list[bytes]:
+    """The stored payloads of the rig's unit, by boot and seq (through the store interface)."""
+    with rig.backend._cond:  # the store's connection is shared with the backend's flush thread
+        return [payload for unit, _, payload in rig.backend.store.uplinks() if unit == rig.unit]
+
+
 def test_crash_in_a_tunnel_goes_by_sms_then_the_backlog_drains_once(rig: Rig, figures: Callable[[str], None]) -> None:
     rig.sim("coverage", "off")  # LTE gone, a GSM cell still heard: SMS works, data does not
     wait_until(lambda: not rig.status()["modem"]["registered"] and not rig.status()["link"]["connected"],
@@ -132,8 +138,7 @@ def test_crash_in_a_tunnel_goes_by_sms_then_the_backlog_drains_once(rig: Rig, fi
     crash_to_sms = time.monotonic() - began
     assert len(sms) == 1 and sms[0]["to"] == "+15550001"
     wait_until(lambda: len(rig.keys()) >= 2, 5, "the backend to store the SMS copy")
-    first = [messages.decode(bytes(r[0])) for r in rig.backend.db.execute(
-        "SELECT payload FROM uplinks WHERE unit = ? ORDER BY seq", (rig.unit,))]
+    first = [messages.decode(payload) for payload in unit_rows(rig)]
     assert first[0].type == messages.T_SESSION_START and first[0].purpose == 1  # crash notification
     # and its first located uplink: a report, or (issue 15) the session start again with the crash's MSD
     assert first[1].type in (messages.T_REPORT, messages.T_SESSION_START) and first[1].sid == first[0].sid
@@ -201,8 +206,7 @@ def test_theft_with_coverage_flapping(tmp_path: Path, mosquitto: Mosquitto, figu
         acked = rig.status()["link"]["acked"]
         wait_until(lambda: len(rig.keys()) >= acked, 5, "the backend to store every uplink")
         exactly_once(rig, len(rig.keys()))
-        rows = [messages.decode(bytes(r[0])) for r in rig.backend.db.execute(
-            "SELECT payload FROM uplinks WHERE unit = ? ORDER BY seq", (rig.unit,))]
+        rows = [messages.decode(payload) for payload in unit_rows(rig)]
         sessions = {m.sid for m in rows if m.type == messages.T_SESSION_START}
         assert rows[-1].type == messages.T_SESSION_END and len(sessions) == 1
         assert all(m.sid in sessions for m in rows if m.located)  # 0 reports outside the session

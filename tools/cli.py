@@ -42,6 +42,8 @@ SUMMARIES = {
     "status": "the running unit's state, sessions, indicator, GPS, link, outbox",
     "reload": "make the running unit re-read its config file (as SIGHUP)",
     "modem-sim": "a virtual cellular modem (AT port, NMEA port, data relay)",
+    "msd": "decode an eCall Minimum Set of Data (EN 15722 v2, UPER)",
+    "fleet": "run N units (each the real firmware) against a broker",
 }
 
 
