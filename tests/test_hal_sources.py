@@ -194,7 +194,9 @@ def fixes_cli(*argv: str) -> int:
 def test_fixes_command_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     assert fixes_cli(str(EXCERPT), "--json") == 0
     lines = capsys.readouterr().out.splitlines()
-    assert json.loads(lines[0]) == {"time": "2006-08-10T03:08:58.000Z", "lat": 49.1308885,
+    # recorded 2006-08-10: more than 1024 weeks before the known-good epoch, so (issue 13) read as
+    # a GPS week rollover and moved forward 1024 weeks, which `tcu fixes` says on stderr
+    assert json.loads(lines[0]) == {"time": "2026-03-26T03:08:58.000Z", "lat": 49.1308885,
                                     "lon": -122.7199572, "alt": 516.7, "speed": 0.54,
                                     "course": 323.14, "mode": 3}
     assert len(lines) == 3
@@ -204,7 +206,9 @@ def test_fixes_command_text_and_unknown_values(capsys: pytest.CaptureFixture[str
     trace = tmp_path / "rmc.log"
     trace.write_bytes(b"$GPRMC,123519,A,4807.038,N,01131.000,E,,,230394,003.1,W*66\r\n")
     assert fixes_cli(str(trace)) == 0
-    assert capsys.readouterr().out == "1994-03-23T12:35:19.000Z  2D  48.1173000 11.5166667\n"
+    out = capsys.readouterr()
+    assert out.out == "2013-11-06T12:35:19.000Z  2D  48.1173000 11.5166667\n"  # 1994 + 1024 weeks (rollover)
+    assert "1 fixes moved forward 1024 weeks" in out.err
     assert fixes_cli(str(trace), "--json") == 0
     line = json.loads(capsys.readouterr().out)
     assert line["alt"] is None and line["speed"] is None and line["mode"] == 2

@@ -160,7 +160,9 @@ def test_after_delivery_no_position_remains_in_the_outbox_file(mosquitto, traces
         result = replay_to_broker(str(traces / "quectel-l76k-dual.log"), [parse_trigger("crash@5")],
                                   mosquitto.url, "unit-privacy", outbox=str(path))
         assert backend.wait_for(result.replay.uplinks, timeout_s=10)
-        payloads = [bytes(row[0]) for row in backend.db.execute("SELECT payload FROM uplinks WHERE type='report'")]
+        # every located uplink: the reports and (issue 15) the session start carrying the crash's MSD
+        payloads = [payload for _, _, payload in backend.store.uplinks()
+                    if messages.decode(payload).located or messages.decode(payload).msd is not None]
     finally:
         backend.close()
     assert result.replay.located >= 30 and len(payloads) == result.replay.located

@@ -35,10 +35,12 @@ from tcu.emulator.uplink import (
     status_topic,
     uplink_topic,
 )
+from tcu.firmware.clock import WallTime
 from tcu.firmware.events import Downlink, FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.services import Service, default_services
 from tcu.firmware.unit import Refused, Unit
 from tcu.protocol.commands import CommandVerifier, downlink_topic
+from tcu.protocol.messages import TIME_GNSS
 from tcu.tools.fleet_scenario import Scenario
 from tcu.tools.fleet_stats import FleetStats
 from tcu.tools.fleet_tracks import Tracks, UnitTrack
@@ -207,7 +209,9 @@ class Fleet:
     def handle(self, sim: SimUnit, event: Any, at_ms: int | None = None) -> None:
         now_ms = sim.last_ms = max(sim.last_ms, int(time.time() * 1000) if at_ms is None else at_ms)
         try:
-            actions = sim.unit.handle(event, now_ms)
+            # Each simulated unit's receiver has a fix with a date (its track is retimed to now), so its
+            # wall time is GNSS time, trusted: command validity windows are checked against it.
+            actions = sim.unit.handle(event, now_ms, WallTime(now_ms, TIME_GNSS))
         except Refused:
             return
         for action in actions:
