@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import heapq
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tcu.firmware.clock import WallTime
 from tcu.firmware.errors import UsageError
@@ -29,7 +29,7 @@ from tcu.hal.nmea import JUMP_MS
 from tcu.protocol.messages import TIME_GNSS
 
 if TYPE_CHECKING:
-    from tcu.hal import FixStream
+    from tcu.hal.idle import Heartbeat
 
 _TRIGGER_RE = re.compile(r"^([A-Za-z]+)@(\d+(?:\.\d+)?)(?:\+(\d+(?:\.\d+)?))?$")
 
@@ -88,6 +88,20 @@ class ReplayStats:
 ActionSink = Callable[[Any, int], None]
 
 
+class SwitchableStream(Protocol):
+    """What ``Replay.run_stream`` uses of a stream: both of hal's GNSS streams (``FixStream``,
+    ``GpsdStream``) are one, and so is any stream with the same idle path (``positions_needed``
+    False: no position is decoded and ``items()`` yields Heartbeats)."""
+
+    @property
+    def positions_needed(self) -> bool: ...
+
+    @positions_needed.setter
+    def positions_needed(self, needed: bool) -> None: ...
+
+    def items(self) -> Iterator[Fix | Heartbeat]: ...
+
+
 class Replay:
     """Drives a Unit with fixes and scheduled trigger inputs; actions go to `sink`."""
 
@@ -132,10 +146,10 @@ class Replay:
         self.finish()
         return self.stats
 
-    def run_stream(self, stream: FixStream) -> ReplayStats:
-        """Replay a hal FixStream with the idle path: while no session is active the HAL
-        parses no position at all, and its heartbeats (one per receiver second) only move
-        the clock; a session switches positions on, and its first fix is the next epoch."""
+    def run_stream(self, stream: SwitchableStream) -> ReplayStats:
+        """Replay a hal stream (FixStream, GpsdStream) with the idle path: while no session is
+        active the HAL parses no position at all, and its heartbeats (one per receiver second)
+        only move the clock; a session switches positions on, and its first fix is the next epoch."""
         stream.positions_needed = bool(self.unit.sessions)
         for item in stream.items():
             if isinstance(item, Fix):

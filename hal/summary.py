@@ -10,9 +10,13 @@ plain dict (for ``--json`` summaries and ``tcu status``) and ``reason`` words it
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .framer import NmeaFramer
+from .gpsd import GpsdStream  # which imports this module only inside GpsdStream.summary
+
+if TYPE_CHECKING:
+    from . import FixStream
 
 # Epochs the assembler completed without making a fix, by cause, as the reason words them.
 DROPS = (
@@ -23,11 +27,10 @@ DROPS = (
 )
 
 
-def summarize(stream: Any) -> dict[str, Any]:
+def summarize(stream: FixStream | GpsdStream) -> dict[str, Any]:
     """The counters of a ``FixStream`` (or ``GpsdStream``, which has its own) as a dict."""
-    own = getattr(stream, "summary", None)
-    if callable(own):
-        return dict(own())
+    if isinstance(stream, GpsdStream):
+        return stream.summary()
     scanner, idle, counts = stream.framer, stream.idle, stream.assembler.counts
     bad = scanner.counts.get("checksum", 0) + scanner.counts.get("too_long", 0)
     out: dict[str, Any] = {

@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime
 import struct
 
-from pyubx2 import UBXReader
+from pyubx2 import UBXMessage, UBXReader
 
 from tcu.firmware.fix import MODE_2D, MODE_3D, Fix
 
@@ -87,6 +87,23 @@ class UbxFramer:
         return out
 
 
+def _int(msg: UBXMessage, name: str) -> int:
+    """A decoded integer field: pyubx2 sets each field as an attribute at parse time, unseen by
+    type checkers, so it is read by name and its type checked (the full path only)."""
+    value = getattr(msg, name)
+    if not isinstance(value, int):
+        raise TypeError("pyubx2 decoded %s.%s as %r, not an integer" % (msg.identity, name, value))
+    return value
+
+
+def _float(msg: UBXMessage, name: str) -> float:
+    """A decoded scaled field (degrees): a float, or an int where pyubx2 left it unscaled."""
+    value = getattr(msg, name)
+    if not isinstance(value, int | float):
+        raise TypeError("pyubx2 decoded %s.%s as %r, not a number" % (msg.identity, name, value))
+    return value
+
+
 def _utc_ms(year: int, month: int, day: int, hour: int, minute: int, sec: int, nano: int) -> int:
     days = datetime.date(year, month, day).toordinal() - _EPOCH_ORDINAL
     return ((days * 24 + hour) * 60 + minute) * 60_000 + sec * 1000 + round(nano / 1_000_000)
@@ -150,14 +167,14 @@ class UbxDecoder:
             self._count("no_fix")
             return None
         msg = UBXReader.parse(frame)
-        lat_e7, lon_e7 = round(msg.lat * 1e7), round(msg.lon * 1e7)
-        if msg.invalidLlh or (lat_e7 == 0 and lon_e7 == 0) or abs(lat_e7) > 900_000_000 \
+        lat_e7, lon_e7 = round(_float(msg, "lat") * 1e7), round(_float(msg, "lon") * 1e7)
+        if _int(msg, "invalidLlh") or (lat_e7 == 0 and lon_e7 == 0) or abs(lat_e7) > 900_000_000 \
                 or abs(lon_e7) > 1_800_000_000:
             self._count("no_fix")
             return None
         if time_ms is None:
             self._count("no_date")
             return None
-        mode = _FIX_TYPES[msg.fixType]
-        return Fix(time_ms, lat_e7, lon_e7, mode, round(msg.hMSL / 10) if mode == MODE_3D else None,
-                   msg.gSpeed, round(msg.headMot * 100), msg.numSV, None)
+        mode = _FIX_TYPES[_int(msg, "fixType")]
+        return Fix(time_ms, lat_e7, lon_e7, mode, round(_int(msg, "hMSL") / 10) if mode == MODE_3D else None,
+                   _int(msg, "gSpeed"), round(_float(msg, "headMot") * 100), _int(msg, "numSV"), None)

@@ -49,9 +49,11 @@ def _exact(value: int, scale: float) -> float:
 def nav_pvt(fix: Fix | None, time_ms: int, *, fix_ok: bool = True, date_ok: bool = True) -> bytes:
     """One NAV-PVT frame: the fix, or (None) a receiver still acquiring at ``time_ms``."""
     when = datetime.datetime.fromtimestamp(time_ms / 1000, datetime.UTC)
-    values = dict(iTOW=itow(time_ms), year=when.year, month=when.month, day=when.day, hour=when.hour,
-                  min=when.minute, second=when.second, nano=(time_ms % 1000) * 1_000_000,
-                  validTime=1, validDate=1 if date_ok else 0, fullyResolved=1 if date_ok else 0)
+    # Payload fields only (parsebitfield, pyubx2's default, is passed by name); floats are scaled ones.
+    values: dict[str, float] = dict(
+        iTOW=itow(time_ms), year=when.year, month=when.month, day=when.day, hour=when.hour, min=when.minute,
+        second=when.second, nano=(time_ms % 1000) * 1_000_000,
+        validTime=1, validDate=1 if date_ok else 0, fullyResolved=1 if date_ok else 0)
     if fix is None:
         values.update(fixType=0, gnssFixOk=0, numSV=0, lat=0.0, lon=0.0, tAcc=1_000_000_000)
     else:
@@ -60,13 +62,13 @@ def nav_pvt(fix: Fix | None, time_ms: int, *, fix_ok: bool = True, date_ok: bool
                       hMSL=(fix.alt_cm or 0) * 10, height=(fix.alt_cm or 0) * 10,
                       gSpeed=fix.speed_mms or 0, headMot=_exact((fix.course_cdeg or 0) * 1000, 1e-5),
                       pDOP=_exact(fix.hdop_c or 100, 0.01), sAcc=200, headAcc=10.0)
-    frame = UBXMessage("NAV", "NAV-PVT", GET, **values).serialize()
+    frame = UBXMessage("NAV", "NAV-PVT", GET, parsebitfield=1, **values).serialize()
     for tries in range(1, 64):  # LF "#" would read as a comment line of the gpsd log format
         if b"\n#" not in frame:
             break
         values["tAcc"] = int(values["tAcc"]) + 1  # fields no fix carries: the checksum changes
         values["nano"] = int(values["nano"]) + tries % 2
-        frame = UBXMessage("NAV", "NAV-PVT", GET, **values).serialize()
+        frame = UBXMessage("NAV", "NAV-PVT", GET, parsebitfield=1, **values).serialize()
     return frame
 
 
@@ -123,7 +125,7 @@ def mixed(log: Path, limit: int) -> bytes:
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n", 1)[0])  # None under python -OO
     parser.add_argument("log", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--mode", choices=("ubx", "mixed"), default="ubx")

@@ -27,7 +27,8 @@ WRITE_PAD_S = "0.002"  # gpsfake's per-sentence delay (0 on Linux by default: gp
 
 
 def have_gpsfake() -> bool:
-    return shutil.which("gpsfake") is not None and (shutil.which("gpsd") or os.path.exists("/usr/sbin/gpsd"))
+    return shutil.which("gpsfake") is not None and (shutil.which("gpsd") is not None
+                                                     or os.path.exists("/usr/sbin/gpsd"))
 
 
 def free_port() -> int:

@@ -83,7 +83,9 @@ def test_a_second_tcu_run_on_one_state_directory_is_refused(mosquitto, tmp_path:
     unit = subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", *base, "--control", str(tmp_path / "a.sock")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert wait_until(lambda: (tmp_path / "a.sock").exists()), unit.stderr.read() if unit.poll() else ""
+        # The unit's stderr once it has exited (with any status), read without blocking on a running one.
+        assert wait_until(lambda: (tmp_path / "a.sock").exists()), (
+            unit.communicate()[1] if unit.poll() is not None else "no control socket yet")
         boot = (state / "outbox.boot").read_bytes() if (state / "outbox.boot").exists() else None
         second = tcu(*base, "--control", str(tmp_path / "b.sock"))
         one_line_refusal(second, "state directory %s is in use by another unit (PID %d)" % (state, unit.pid))

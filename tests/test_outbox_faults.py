@@ -160,11 +160,11 @@ def test_after_delivery_no_position_remains_in_the_outbox_file(mosquitto, traces
         result = replay_to_broker(str(traces / "quectel-l76k-dual.log"), [parse_trigger("crash@5")],
                                   mosquitto.url, "unit-privacy", outbox=str(path))
         assert backend.wait_for(result.replay.uplinks, timeout_s=10)
-        # every located uplink: the reports and (issue 15) the session start carrying the crash's MSD
-        payloads = [payload for _, _, payload in backend.store.uplinks()
-                    if messages.decode(payload).located or messages.decode(payload).msd is not None]
+        delivered = [payload for _, _, payload in backend.store.uplinks()]
     finally:
         backend.close()
+    # What carries a position: the reports, and the crash session's start with its eCall MSD.
+    payloads = [p for p in delivered if (m := messages.decode(p)).type == messages.T_REPORT or m.msd is not None]
     assert result.replay.located >= 30 and len(payloads) == result.replay.located
     content = b"".join(p.read_bytes() for p in tmp_path.glob("outbox*"))
     assert not any(payload in content for payload in payloads)

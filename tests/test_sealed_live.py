@@ -63,8 +63,11 @@ def test_a_live_sealed_uplink_opens_by_the_vectors_procedure(mosquitto, traces, 
         client.loop_stop()
     sealed = [(topic, payload) for topic, payload in got if payload[:1] == b"\xd0"]
     assert result.replay.located >= 5 and len(sealed) == result.replay.located
+    opened = []
     for topic, payload in sealed:
         assert topic == "tcu/v1/unit-sealed/up/%d" % result.boot
-        report = messages.decode(pycose_open(payload, key, topic))
-        # a located report, or (issue 15) the crash's session start again, carrying its eCall MSD
-        assert report.type == messages.T_REPORT or (report.type == messages.T_SESSION_START and report.msd)
+        opened.append(messages.decode(pycose_open(payload, key, topic)))
+    # Located, so sealed: the crash session's reports, and its start, which carries the eCall MSD.
+    starts = [m for m in opened if m.type == messages.T_SESSION_START]
+    assert len(starts) == 1 and starts[0].msd is not None
+    assert sum(m.type == messages.T_REPORT for m in opened) == len(opened) - 1 >= 5
