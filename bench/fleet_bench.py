@@ -51,6 +51,12 @@ from tcu.firmware.services import CRASH, Service, default_services  # noqa: E402
 from tcu.protocol import messages  # noqa: E402
 from tcu.tools.fleet_stats import quantile  # noqa: E402
 
+
+def _ms(samples: Any, q: float, digits: int) -> float | None:
+    """The q-quantile of samples (seconds) in milliseconds, None when there are none."""
+    value = quantile(samples, q)
+    return None if value is None else round(value * 1000, digits)
+
 TCU = [sys.executable, "-m", "tcu.tools.cli"]
 TRACE = REPO / "tools" / "data" / "demo-drive.log"
 
@@ -174,10 +180,10 @@ def phase_fleet(broker: Mosquitto, pg: Postgres, tmp: Path, units: int, share: f
     result = {"units": units, "connect_s": round(connect_s, 1) if connect_s else None,
               "rss_per_dormant_unit_kb": round(rss_kb, 1), "in_session": round(units * share), "run_s": round(run_s, 1),
               "located_sent": len(located), "located_per_s": round(len(located) / run_s, 1),
-              "lost": len(located) - len(delays), "puback_p50_ms": round(quantile(stats.latencies, 0.5) * 1000, 2),
-              "puback_p99_ms": round(quantile(stats.latencies, 0.99) * 1000, 2),
-              "fix_to_stored_p50_ms": round(quantile(delays, 0.5) * 1000, 1),
-              "fix_to_stored_p99_ms": round(quantile(delays, 0.99) * 1000, 1),
+              "lost": len(located) - len(delays), "puback_p50_ms": _ms(stats.latencies, 0.5, 2),
+              "puback_p99_ms": _ms(stats.latencies, 0.99, 2),
+              "fix_to_stored_p50_ms": _ms(delays, 0.5, 1),
+              "fix_to_stored_p99_ms": _ms(delays, 0.99, 1),
               "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
               "errors": stats.errors}
     print("fleet: %s" % result, file=sys.stderr, flush=True)
@@ -222,9 +228,10 @@ def phase_bare(broker: Mosquitto, units: int, share: float, seconds: float) -> d
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bare-%05d" % i, protocol=mqtt.MQTTv5,
                         userdata=i)
         c.on_socket_open = open_
-        c.on_socket_close = lambda c, ud, s: sel.unregister(s)
-        c.on_socket_register_write = lambda c, ud, s: sel.modify(s, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
-        c.on_socket_unregister_write = lambda c, ud, s: sel.modify(s, selectors.EVENT_READ, c)
+        c.on_socket_close = lambda c, ud, s: None if sel.unregister(s) else None
+        c.on_socket_register_write = lambda c, ud, s: None if sel.modify(
+            s, selectors.EVENT_READ | selectors.EVENT_WRITE, c) else None
+        c.on_socket_unregister_write = lambda c, ud, s: None if sel.modify(s, selectors.EVENT_READ, c) else None
         c.on_publish = on_publish
         c.on_connect = on_connect
         c.connect("127.0.0.1", broker.port, 60)
@@ -264,8 +271,8 @@ def phase_bare(broker: Mosquitto, units: int, share: float, seconds: float) -> d
     turn(0.5)
     result = {"units": units, "connect_s": round(connect_s, 1), "rss_per_client_kb": round(rss, 1),
               "sent": count, "per_s": round(count / seconds, 1), "lost": len(sent),
-              "puback_p50_ms": round(quantile(latencies, 0.5) * 1000, 2),
-              "puback_p99_ms": round(quantile(latencies, 0.99) * 1000, 2),
+              "puback_p50_ms": _ms(latencies, 0.5, 2),
+              "puback_p99_ms": _ms(latencies, 0.99, 2),
               "cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 1),
               "run_s": round(run_s, 1)}
     print("bare: %s" % result, file=sys.stderr, flush=True)
@@ -273,7 +280,7 @@ def phase_bare(broker: Mosquitto, units: int, share: float, seconds: float) -> d
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument("--units", type=int, default=10_000)
     parser.add_argument("--share", type=float, default=0.1)
     parser.add_argument("--seconds", type=float, default=120.0)

@@ -64,7 +64,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "modem bench").splitlines()[0])
     parser.add_argument("--outages", type=int, default=50)
     parser.add_argument("--sms", type=int, default=20)
     parser.add_argument("--cpu-s", type=float, default=10.0)
@@ -103,8 +103,8 @@ def main() -> int:
         for _ in range(args.sms):
             done = threading.Event()
             began = time.monotonic()
-            modem.send_sms(pdu, length, lambda ref, err, b=began, d=done: (took.append(time.monotonic() - b),
-                                                                            d.set()))
+            modem.send_sms(pdu, length, lambda ref, err, b=began, d=done: None if (took.append(time.monotonic() - b),
+                                                                                      d.set()) else None)
             done.wait(10)
         print("SMS queued -> +CMGS over %d: p50 %.0f ms, max %.0f ms (crash -> SMS = sms_after_s + this)"
               % (len(took), 1000 * statistics.median(took), 1000 * max(took)))

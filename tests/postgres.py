@@ -66,8 +66,10 @@ class Postgres:
         import psycopg
 
         with psycopg.connect(self.url, autocommit=True) as conn:
-            conn.execute("DROP DATABASE IF EXISTS %s" % name)
-            conn.execute("CREATE DATABASE %s" % name)
+            from psycopg import sql
+
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url.rsplit("/", 1)[0] + "/" + name
 
     def stop(self) -> None:

@@ -82,7 +82,7 @@ def test_sos_overlapping_a_crash_reaches_its_time_bound_not_its_sample_bound(pha
         actions += unit.handle(FixEvent(fix_at(now)), now)
         for msg in (messages.decode(a.payload) for a in actions if isinstance(a, Publish)):
             if msg.type == messages.T_SESSION_END:
-                ends[msg.sid] = (now, msg.reason)
+                ends[msg.sid] = (now, msg.reason if msg.reason is not None else -1)
             combined += bool(msg.located and msg.ext.get(messages.EXT_SESSIONS))
     assert ends[2][1] == tr.REASON_TIME_BOUND  # 900 s, not 200 samples of the shared stream
     assert 900_000 <= ends[2][0] - (T0 + phase_ms) < 901_000  # at the first Tick at or after it

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from conftest import DEMO_TRACE, Mosquitto, free_port
+from test_e2e_unit import tcu, wait_until
 
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
@@ -28,20 +29,6 @@ from tcu.tools.backend_sms import follow
 
 UNITS = itertools.count(1)
 SMS_AFTER_S = 3.0
-
-
-def tcu(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], capture_output=True, text=True, timeout=30)
-
-
-def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail("timed out after %.0f s waiting for %s" % (timeout, what or "a condition"))
 
 
 class Rig:

@@ -22,7 +22,7 @@ from tcu.hal.at import (
 
 
 def run(conn: AtConnection, data: bytes, now: float = 0.0) -> list[object]:
-    return conn.feed(data, now)
+    return list(conn.feed(data, now))
 
 
 def test_echo_intermediate_and_ok() -> None:

@@ -100,7 +100,7 @@ def test_a_1hz_receiver_serves_a_2s_period_every_2s_whatever_the_phase():
         unit.handle(TriggerOn(sv.CRASH), T0 + phase_ms)
         msgs = publishes(feed_fixes(unit, T0 + 1000, 60))
         reports = [m for m in msgs if m.located]
-        gaps = [reports[i + 1].dt - reports[i].dt for i in range(len(reports) - 1)]
+        gaps = [(reports[i + 1].dt or 0) - (reports[i].dt or 0) for i in range(len(reports) - 1)]
         assert len(reports) == 30 and set(gaps) == {2}, (phase_ms, gaps)
 
 
