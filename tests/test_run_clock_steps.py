@@ -157,9 +157,11 @@ def test_crash_and_theft_end_at_their_bounds_while_the_wall_clock_steps(unit: Un
     assert crash_at + CRASH_BOUND_S <= crash_end_at <= crash_after + CRASH_BOUND_S + 5
     assert theft_at + THEFT_BOUND_S <= theft_end_at <= theft_at + THEFT_BOUND_S + 6
     assert crash_end.time_source == m.TIME_GNSS and abs((crash_end.time or 0) - (crash_real + CRASH_BOUND_S)) <= 3
-    if tunnel_at + 4 < theft_at + THEFT_BOUND_S:  # the tunnel began early enough to stale the last fix
-        assert theft_end.time_source == source  # the stepped system clock (a day ahead), and it says so
-        assert abs((theft_end.time or 0) - (time.time() - (time.monotonic() - theft_end_at) + DAY_S)) <= 3
+    # The tunnel began long enough before the theft's end for its last fix to be stale (3 s) by then:
+    assert tunnel_at + 4 < theft_at + THEFT_BOUND_S, "the last theft report came %.1f s after the trigger" % (
+        tunnel_at - theft_at)
+    assert theft_end.time_source == source  # the stepped system clock (a day ahead), and it says so
+    assert abs((theft_end.time or 0) - (time.time() - (time.monotonic() - theft_end_at) + DAY_S)) <= 3
 
     crash_reports, theft_reports = served(unit.peer, crash.sid), served(unit.peer, theft.sid)
     assert len(crash_reports) in (CRASH_BOUND_S // 2, CRASH_BOUND_S // 2 + 1)
