@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -119,7 +120,8 @@ class Store:
 
     def ready_for_writing(self) -> None:
         """A new store is created at the current version; an old or newer one is refused."""
-        version = self.version()
+        with self._transaction():  # under the lock: never between a creating worker's statements
+            version = self.version()
         if version == -1:
             self.migrate()
         elif version != SCHEMA_VERSION:
@@ -274,7 +276,7 @@ def open_store(name: str, write: bool = False) -> Store:
     with store_errors(name):
         if write:
             conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         else:
             conn = sqlite3.connect("file:%s?mode=ro" % name, uri=True, check_same_thread=False,
@@ -286,6 +288,20 @@ def open_store(name: str, write: bool = False) -> Store:
             conn.close()
             raise
     return store
+
+
+def _set_wal(conn: sqlite3.Connection, wait_s: float = 10.0) -> None:
+    """WAL mode, waiting out another backend that is switching the same new file: SQLite
+    answers "database is locked" to a journal-mode change at once, without its busy timeout."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def open_for_migration(name: str) -> Store:
