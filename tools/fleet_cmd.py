@@ -143,9 +143,9 @@ def probe(config: FleetConfig) -> None:
 
 def run(args: argparse.Namespace) -> int:
     config, duration, key = config_of(args)
-    probe(config)
     parts = slices(config, args.processes)
     note = raise_open_files(max(p.count for p in parts))
+    probe(config)  # once everything local is known to be right
     if note:
         print("fleet: %s" % note, file=sys.stderr)
     ctx = multiprocessing.get_context("fork")  # the config holds callables; the children share the imports
