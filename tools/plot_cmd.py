@@ -5,7 +5,8 @@ so the aspect is corrected), coloured by the purpose they were sent for; a fix t
 several sessions at once is ringed; each session's first and last fix are marked. Below: a
 time strip, one row per purpose, with each session's window (start..end) and its fixes.
 
-matplotlib is an optional extra (`pip install 'tcu-emulator[plot]'`), imported only here.
+matplotlib is an optional extra (the `plot` extra: `pip install -e '.[plot]'` in the clone),
+imported only here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import PURPOSE_NAMES
+from tcu.tools.extras import extra_hint
 from tcu.tools.plot_layout import place_labels, thin_ticks
 from tcu.tools.sessions import Point, Session
 
@@ -42,7 +44,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise UsageError("plotting needs matplotlib: pip install 'tcu-emulator[plot]'") from None
+        raise UsageError("plotting needs matplotlib: %s" % extra_hint("plot", "matplotlib")) from None
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     import matplotlib.pyplot as plt
 
