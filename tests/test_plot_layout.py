@@ -33,7 +33,7 @@ def parked(lat: float, lon: float, units: list[str]) -> list[Session]:
     return book.ordered()
 
 
-def annotations(ax: Any) -> list[Any]:
+def session_labels(ax: Any) -> list[Any]:
     from matplotlib.text import Annotation
 
     return [t for t in ax.texts if isinstance(t, Annotation)]
@@ -51,10 +51,10 @@ def test_stationary_tracks_have_legible_ticks_and_labels(lat: float, lon: float,
         assert len(ticks) >= 2, [t.get_text() for t in ticks]
         assert not overlapping([t.get_window_extent(renderer) for t in ticks]), [t.get_text() for t in ticks]
         for ax in (track, strip):
-            labels = annotations(ax)
+            labels = session_labels(ax)
             assert len(labels) == 2 * len(units)  # one per session
             assert not overlapping([t.get_window_extent(renderer) for t in labels]), [t.get_text() for t in labels]
-        texts = {t.get_text() for t in annotations(track)}
+        texts = {t.get_text() for t in session_labels(track)}
         assert texts == ({"1", "2"} if len(units) == 1 else {"%s/%d" % (u, s) for u in units for s in (1, 2)})
     finally:
         plt.close(figure)

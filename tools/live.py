@@ -94,13 +94,18 @@ class LiveTable:
         if self._live is not None:
             self._live.update(self.render())
 
+    def _width(self) -> int:
+        """The live console's width, which follows resizes; else COLUMNS or the terminal's."""
+        if hasattr(self._live, "console"):
+            return int(self._live.console.width)
+        return shutil.get_terminal_size().columns
+
     def render(self, width: int | None = None) -> Any:
         """The table at `width` columns (the terminal's, as shutil or COLUMNS says, by default)."""
         from rich import box
         from rich.table import Table
 
-        if width is None:  # the live console's, which follows resizes; else COLUMNS or the terminal's
-            width = self._live.console.width if hasattr(self._live, "console") else shutil.get_terminal_size().columns
+        cols = width if width is not None else self._width()
         with self._lock:
             shown = sorted(self.book.sessions.values(), key=lambda s: (s.start_s or 0, s.unit, s.boot, s.sid))
             labels = unit_labels(sorted({s.unit for s in shown}))
@@ -109,14 +114,14 @@ class LiveTable:
                 self.uplinks, len(self.view.boots), len(shown) + len(self.view.pruned))
             if self.view.pruned:
                 title += " (%d ended not shown)" % len(self.view.pruned)
-            if dates and width < WIDE:
+            if dates and cols < WIDE:
                 title += ", started %s UTC" % (dates[0] if len(dates) == 1 else dates[0] + ".." + dates[-1])
             table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0), expand=False)
-            for name in columns(width):
+            for name in columns(cols):
                 table.add_column(name, justify="right" if name in ("boot", "sid", "reports") else "left",
                                  no_wrap=name != "state", overflow="fold")
             for s in shown[-MAX_ROWS:]:
-                cells = row(s, labels[s.unit], self.view.boot_index(s.unit, s.boot), width)
+                cells = row(s, labels[s.unit], self.view.boot_index(s.unit, s.boot), cols)
                 if s.end_s is None:
                     cells[7] = "[green]%s[/]" % cells[7]
                 table.add_row(*cells)
