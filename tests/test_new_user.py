@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tcu.tools.extras import extra_hint
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,3 +61,15 @@ def test_every_command_the_readme_runs_exists() -> None:
     for word in set(re.findall(r"^tcu backend ([a-z][a-z-]+)", text, re.M)):
         assert word in backend, word
     assert "configure" not in backend
+
+
+def test_a_verb_alone_on_an_input_line_asks_for_the_trigger() -> None:
+    from tcu.emulator.inputs import parse_command
+    from tcu.firmware.errors import UsageError
+
+    for verb in ("clear", "cancel", "trigger"):
+        with pytest.raises(UsageError) as err:
+            parse_command(verb)
+        assert "'%s' needs the trigger to %s: %s KIND (KIND: assist, crash" % (verb, verb, verb) in str(err.value)
+        assert "unknown trigger" not in str(err.value)
+    assert parse_command("clear theft") == {"op": "clear", "kind": "theft"}
