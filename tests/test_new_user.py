@@ -73,3 +73,20 @@ def test_a_verb_alone_on_an_input_line_asks_for_the_trigger() -> None:
         assert "'%s' needs the trigger to %s: %s KIND (KIND: assist, crash" % (verb, verb, verb) in str(err.value)
         assert "unknown trigger" not in str(err.value)
     assert parse_command("clear theft") == {"op": "clear", "kind": "theft"}
+
+
+def test_a_path_is_named_once_in_an_error_line(tmp_path: Path) -> None:
+    from tcu.emulator.live import CounterStore
+    from tcu.firmware.errors import TcuError
+    from tcu.hal.indicator import SysfsLed
+
+    counter = tmp_path / "counter"
+    counter.mkdir()  # unreadable as a file: IsADirectoryError, whose str() names the path again
+    with pytest.raises(TcuError) as err:
+        CounterStore(counter).load()
+    assert str(err.value).count(str(counter)) == 1 and "Errno" not in str(err.value), err.value
+    led = SysfsLed.__new__(SysfsLed)  # a LED whose brightness file the unit cannot write
+    led.path = tmp_path
+    with pytest.raises(TcuError) as err:
+        led.set(True)
+    assert str(err.value).count(str(tmp_path)) == 1 and "Errno" not in str(err.value), err.value
