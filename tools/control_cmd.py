@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = ", ".join(sorted(TRIGGERS_BY_NAME))
     trigger = subparsers.add_parser(
         "trigger", help="raise, clear or cancel a trigger on the running unit",
-        usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
+        usage="tcu trigger [clear|cancel] KIND [--test] [--control PATH | --state DIR]",
         description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
     trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
     trigger.add_argument("--test", action="store_true",

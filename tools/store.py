@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tcu.firmware.errors import UsageError
+from tcu.tools.extras import extra_hint
 
 Row = tuple[str, int, int, str, int, bytes, float]  # unit, boot, seq, type, session, payload, received
 
@@ -315,8 +316,8 @@ def _open_postgres(name: str, write: bool, check: bool = True) -> Store:
     try:
         import psycopg
     except ImportError:
-        raise UsageError("--store %s: PostgreSQL needs psycopg 3 (pip install 'tcu-emulator[postgresql]')"
-                         % describe(name)) from None
+        raise UsageError("--store %s: PostgreSQL needs psycopg 3: %s"
+                         % (describe(name), extra_hint("postgresql", "'psycopg[binary]'"))) from None
     with store_errors(name):
         conn = psycopg.connect(name, autocommit=True, connect_timeout=10)
         store = PostgresStore(name, conn)
