@@ -119,6 +119,7 @@ def test_the_tap_shows_a_crash_replay_on_a_real_broker(mosquitto) -> None:
         assert entry["meaning"]["unit"] == UNIT
         if entry["meaning"]["kind"] == "report":
             msg = messages.decode(payload)
+            assert msg.lat_e7 is not None
             assert (entry["meaning"]["lat"], entry["meaning"]["seq"]) == (msg.lat_e7 / 1e7, msg.seq)
     kinds = [e["meaning"]["kind"] for e in entries[:-1]]
     assert "session_start" in kinds and "report" in kinds and "session_end" in kinds

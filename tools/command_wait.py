@@ -66,8 +66,11 @@ class AnswerWatch:
         self._subscribed = threading.Event()
         topics = [(uplink_topic(unit) + "/#", 1), (status_topic(unit), 1)]
 
+        def on_connect(c: mqtt.Client, *args: object) -> None:
+            c.subscribe(topics)  # again after a reconnect
+
         def setup(client: mqtt.Client) -> None:
-            client.on_connect = lambda c, *a: c.subscribe(topics)
+            client.on_connect = on_connect
             client.on_subscribe = lambda *a: self._subscribed.set()
             client.on_message = self._on_message
 

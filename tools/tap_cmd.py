@@ -68,8 +68,11 @@ def run(args: argparse.Namespace) -> int:
     inbox: queue.Queue[Message] = queue.Queue()
     subscribed = threading.Event()
 
+    def on_connect(c: mqtt.Client, *args: object) -> None:
+        c.subscribe(topic, qos=0)  # at QoS 0 the tap acknowledges nothing
+
     def setup(client: mqtt.Client) -> None:
-        client.on_connect = lambda c, *a: c.subscribe(topic, qos=0)
+        client.on_connect = on_connect
         client.on_subscribe = lambda *a: subscribed.set()
         client.on_message = lambda c, u, m: inbox.put((m.topic, bytes(m.payload), time.time(), bool(m.retain)))
 
