@@ -98,4 +98,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
+        print("tap: %d messages shown" % shown, file=sys.stderr)
     return 0

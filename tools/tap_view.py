@@ -27,6 +27,7 @@ from tcu.tools.view import UplinkView, iso_utc
 STATE_BITS = ((messages.STATE_ONLINE, "online"), (messages.STATE_INDICATOR, "indicator"),
               (messages.STATE_GNSS_FIX, "gnss_fix"), (messages.STATE_TIME_TRUSTED, "time_trusted"),
               (messages.STATE_TIME_NTP, "time_ntp"))
+UNITS = {"speed": "m/s", "course": "deg", "alt": "m"}  # the human line's; --json keeps the backend's numbers
 ALG_NAMES = {cose.ALG_EDDSA: "EdDSA", cose.ALG_HMAC_256_256: "HMAC 256/256", cose.ALG_A128GCM: "A128GCM",
              cose.ALG_A256GCM: "A256GCM"}
 
@@ -145,7 +146,7 @@ def format_lines(entry: dict[str, Any]) -> list[str]:
         return lines
     meaning = dict(entry["meaning"])
     kind, unit = meaning.pop("kind"), meaning.pop("unit", None)
-    fields = " ".join("%s=%s" % (k, _value(v)) for k, v in meaning.items() if v is not None)
+    fields = " ".join("%s=%s%s" % (k, _value(v), UNITS.get(k, "")) for k, v in meaning.items() if v is not None)
     lines.append("  %s%s: %s" % (kind, " " + unit if unit else "", fields))
     return lines
 
