@@ -19,6 +19,7 @@ from test_daemon import tcu, wait_until
 
 from tcu.firmware.errors import UsageError
 from tcu.protocol import messages
+from tcu.tools.backend import Backend
 from tcu.tools.golden import SEALED_TOPIC
 from tcu.tools.tap_cmd import check_filter
 from tcu.tools.tap_view import TapView, diagnostic, format_lines
@@ -96,6 +97,9 @@ def test_the_tap_shows_a_crash_replay_on_a_real_broker(mosquitto) -> None:
                             "--topic", "tcu/v1/%s/#" % UNIT, "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peer = Peer(mosquitto.url)
+    # a backend worker in a shared-subscription group beside the tap: the tap takes nothing from it
+    backend = Backend(mosquitto.url, client_id="tap-worker-%d" % time.monotonic_ns(), persistent=False,
+                      share="tap-test")
     try:
         assert tap.stderr is not None and "listening" in tap.stderr.readline()
         replay = tcu("replay", EXCERPT, "--trigger", "crash@2", "--broker", mosquitto.url, "--unit", UNIT, "--quiet")
@@ -103,17 +107,26 @@ def test_the_tap_shows_a_crash_replay_on_a_real_broker(mosquitto) -> None:
         garbage = "tcu/v1/%s/up/999" % UNIT
         peer.publish(garbage, b"\xff\x00junk")
         assert wait_until(lambda: any(t == garbage for t, _ in peer.messages))
-        time.sleep(0.5)  # the tap's copy of the garbage, sent with the peer's
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(tap.stdout or []), daemon=True)
+        reader.start()
+        # the tap's last line, the garbage (an MSD's first decoding compiles the ASN.1: seconds when loaded)
+        assert wait_until(lambda: any(garbage in line for line in lines), timeout=30)
         tap.send_signal(signal.SIGINT)
-        out, err = tap.communicate(timeout=10)
+        tap.wait(10)
+        reader.join(5)
+        out, err = "".join(lines), tap.stderr.read() if tap.stderr else ""
+        assert wait_until(lambda: any(r["type"] == "session_end" and r["unit"] == UNIT for r in backend.records))
+        stored = sorted(r["seq"] for r in backend.records if r["unit"] == UNIT)
     finally:
         peer.close()
+        backend.close()
         if tap.poll() is None:
             tap.kill()
             tap.wait(5)
     assert "Traceback" not in err
     entries = [json.loads(line) for line in out.splitlines()]
-    assert [(e["topic"], e["bytes"]) for e in entries] == [(t, len(p)) for t, p in peer.messages]
+    assert [(e["topic"], e["bytes"]) for e in entries] == [(t, len(p)) for t, p in peer.messages], (err, out)
     for entry, (_, payload) in zip(entries[:-1], peer.messages[:-1], strict=True):
         assert diag2cbor(entry["diag"]) == payload  # the notation is the bytes, exactly
         assert entry["meaning"]["unit"] == UNIT
@@ -124,3 +137,5 @@ def test_the_tap_shows_a_crash_replay_on_a_real_broker(mosquitto) -> None:
     kinds = [e["meaning"]["kind"] for e in entries[:-1]]
     assert "session_start" in kinds and "report" in kinds and "session_end" in kinds
     assert entries[-1]["hex"] == "ff006a756e6b" and entries[-1]["error"].startswith("not CBOR")
+    uplinks = [e for e in entries[:-1] if "/up/" in e["topic"]]
+    assert stored == sorted(e["meaning"]["seq"] for e in uplinks) and stored  # every uplink reached the worker

@@ -148,4 +148,5 @@ def no_answer(watch: AnswerWatch, counter: int, timeout_s: float, not_after: int
         return head + ("the unit is offline%s: its broker session keeps the command, and it answers when back "
                        "if that is before %s, when the command expires" % (since, expiry))
     return head + ("the unit's status says online: it may not be subscribed to its downlink yet (just "
-                   "started or reconnecting), or it is slow; the command stays valid until %s" % expiry)
+                   "started or reconnecting, or a modem unit without its data path), it takes no commands "
+                   "(tcu replay), or it is slow; the command stays valid until %s" % expiry)
