@@ -279,7 +279,7 @@ def format_record(record: Record) -> str:
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("backend", help="subscribe to units' uplinks, decode and print them; "
                                    "`keygen` and `command` for signed commands; `sessions`, `export`, "
-                                   "`plot` and `watch` for a store")
+                                   "`plot` and `watch` for a store; `tap` for the wire")
     parser.add_argument("--broker", help="mqtt://HOST:PORT")
     parser.add_argument("--json", action="store_true", help="one JSON object per uplink")
     parser.add_argument("--count", type=int, default=0,
