@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 from tcu.emulator.connect_errors import connect_failed, no_connack
 from tcu.emulator.credentials import Credentials, credentials
 from tcu.emulator.mqtt_limits import reason_of, reason_text
+from tcu.emulator.wallclock import ntp_synchronised
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import messages
 
@@ -40,8 +41,12 @@ MAX_BOOT = (1 << 32) - 1  # boot numbers are u32 (the outbox journal's)
 def status_payload(online: bool, radio: dict[int, Any] | None = None) -> bytes:
     """The unit's status message (protocol/tcu.cddl `status`): the time and state bits, never a
     position; radio, the modem's registration, operator, RAT and signal. The offline one is the
-    last will, so its time is when the unit connected."""
-    return messages.encode_status(int(time.time()), messages.STATE_ONLINE if online else 0, radio)
+    last will, so its time is when the unit connected. Its time is the system clock's, and its
+    state bits say so (STATE_TIME_NTP), trusted only while NTP keeps that clock synchronised."""
+    state = (messages.STATE_ONLINE if online else 0) | messages.STATE_TIME_NTP
+    if ntp_synchronised():
+        state |= messages.STATE_TIME_TRUSTED
+    return messages.encode_status(int(time.time()), state, radio)
 
 
 def uplink_topic(unit_id: str, boot: int | None = None) -> str:

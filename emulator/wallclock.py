@@ -22,14 +22,24 @@ _STATUS_OFFSET = 40  # struct timex on 64-bit Linux: int modes (+pad), 4 longs, 
 GNSS_FRESH_S = 3.0  # a fix older than this no longer makes the wall time GNSS time
 
 
+_LIBC: list[ctypes.CDLL] = []
+
+
+def _libc() -> ctypes.CDLL:
+    """libc, loaded once: find_library runs ldconfig, far too slow for every status message
+    of a fleet's thousands of units."""
+    if not _LIBC:
+        _LIBC.append(ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True))
+    return _LIBC[0]
+
+
 def ntp_synchronised() -> bool:
     """Whether the kernel says an NTP daemon keeps the system clock synchronised: adjtimex(2)
     in read-only mode, as systemd's timedatectl (NTPSynchronized) and chrony's tools read it.
     False where it cannot be asked (not Linux)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         buf = ctypes.create_string_buffer(512)  # larger than struct timex; modes = 0: read only
-        state = libc.adjtimex(buf)
+        state = _libc().adjtimex(buf)
     except (OSError, AttributeError):
         return False
     status = int.from_bytes(buf.raw[_STATUS_OFFSET:_STATUS_OFFSET + 4], "little", signed=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from test_downlink_mqtt import UNIT, Peer
 
 from tcu.emulator.live import LiveUnit
@@ -62,3 +63,19 @@ def test_wall_clock_steps_during_a_crash_and_a_theft_session_move_no_bound(mosqu
 
     assert served(sv.CRASH) in (15, 16)  # 30 s / 2 s (+1)
     assert served(sv.THEFT) in (4, 5)  # 40 s / 10 s (+1)
+
+
+@pytest.mark.parametrize("synchronised", [True, False])
+def test_the_status_message_says_its_time_is_the_system_clock_and_whether_ntp_keeps_it(
+        synchronised: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The status message (and the last will) is stamped by the link with the system clock,
+    never GNSS time: its state bits say so, trusted only while NTP keeps the clock synchronised."""
+    from tcu.emulator import uplink
+
+
+    monkeypatch.setattr(uplink, "ntp_synchronised", lambda: synchronised)
+    for online in (True, False):
+        msg = messages.decode(uplink.status_payload(online))
+        assert msg.state & messages.STATE_TIME_NTP
+        assert bool(msg.state & messages.STATE_TIME_TRUSTED) is synchronised
+        assert bool(msg.state & messages.STATE_ONLINE) is online
