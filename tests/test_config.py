@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import stop, tcu, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
-from test_daemon import LiveGps, tcu, wait_until
+from test_daemon import LiveGps
 
 from tcu.emulator.config import Config, changes, read_file, resolve
 from tcu.firmware import services as sv
@@ -219,13 +220,7 @@ class RunningUnit:
         return json.loads(tcu("status", "--json", "--control", self.control).stdout)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        return stop(self.proc)
 
 
 def test_a_reload_narrows_new_sessions_keeps_active_ones_and_survives_a_bad_edit(mosquitto, tmp_path: Path) -> None:

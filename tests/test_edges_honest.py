@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import LiveGps, tcu, wait_until
+from helpers import tcu, wait_until
+from test_daemon import LiveGps
 
 from tcu.emulator.replay import Replay, parse_trigger
 from tcu.firmware.errors import UsageError
