@@ -119,6 +119,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # Issue 12: long soak variants carry @pytest.mark.soak; CI skips them, `pytest -m soak` runs them.
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "soak: a long fault soak, skipped unless selected with -m soak")
+    # Tests press Ctrl-C (SIGINT) on the CLIs they start. A shell without job control (a CI
+    # script's `pytest &`, nohup) starts pytest with SIGINT ignored, every child would inherit
+    # that and run on; a handler of our own is reset to the default in each child at exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
