@@ -244,8 +244,10 @@ class UnitDaemon:
                          "test": s.test, "msd_sent": 0 if s.msd_values is None else s.msd_values.message_id}
                         for s in sorted(live.unit.sessions.values(), key=lambda s: s.sid)]
             indicator = live.unit.indicator
-            clock = live.unit.clock
-            wall = {"source": SOURCE_NAMES[clock.source], "trusted": clock.trusted, "now": clock.now(now) // 1000,
+            # A fresh reading, what the unit's next event will carry: a dormant unit's firmware hears
+            # of no heartbeat and no system clock, so its own last reading may be long out of date.
+            clock = live.clocks.reading()
+            wall = {"source": SOURCE_NAMES[clock.source], "trusted": clock.trusted, "now": clock.ms // 1000,
                     "ntp_synchronised": live.clocks.ntp(), "rollovers_corrected": live.clocks.rollover.corrected}
             services = {TRIGGER_NAMES[code]: service_terms(s) for code, s in sorted(live.unit.services.items())}
         return {"unit": live.unit_id, "boot": uplink.boot, "state": "active" if sessions else "dormant",

@@ -108,7 +108,7 @@ class LiveUnit:
         self.audit = AuditLog(state / "audit.log", audit_retention_s)
         self._purposes: dict[int, int] = {}  # sid -> purpose, of this boot's sessions
         self._tests: set[int] = set()  # this boot's test-call sessions
-        self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end time, for the retention
+        self._ended: dict[tuple[int, int], int] = {}  # (boot, sid) -> end, monotonic s, for the retention
         if not offline_ok:
             try:
                 self._open_downlink()
@@ -230,8 +230,10 @@ class LiveUnit:
             if msg.test:
                 self._tests.add(msg.sid)
         elif msg.type == messages.T_SESSION_END:
-            self._ended[(self.uplink.boot, msg.sid)] = self.wall_s()
-            self.audit.prune(self.wall_s(), self._ended)
+            # The retention runs on the monotonic clock (this boot's sessions are all _ended holds):
+            # a step of the wall clock a day ahead must not drop records of a session just ended.
+            self._ended[(self.uplink.boot, msg.sid)] = self.now_ms() // 1000
+            self.audit.prune(self.now_ms() // 1000, self._ended)
 
     def _run_timer(self) -> None:
         while not self._stop.is_set():

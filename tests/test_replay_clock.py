@@ -72,3 +72,18 @@ def test_a_week_rollover_log_is_corrected_and_counted(tmp_path: Path) -> None:
     assert replay.stats.rollovers > 0 and replay.stats.steps_back == 19
     assert KNOWN_GOOD_EPOCH_MS - ROLLOVER_MS <= (start.time or 0) * 1000 < KNOWN_GOOD_EPOCH_MS
     assert "corrected for GPS week rollover" in clock_summary(replay.stats)
+
+
+def test_the_commands_report_the_steps_they_saw(tmp_path: Path) -> None:
+    """`tcu replay`'s summary and `tcu fixes`'s stderr say how often the receiver time stepped."""
+    import subprocess
+    import sys
+
+    trace = splice(tmp_path, ["ublox-8.log"] * 3)  # steps back at each of the 2 splices
+    run = [sys.executable, "-m", "tcu.tools.cli"]
+    fixes = subprocess.run([*run, "fixes", trace], capture_output=True, text=True, timeout=60)
+    assert fixes.returncode == 0 and "receiver time stepped back 2 times" in fixes.stderr, fixes.stderr
+    replay = subprocess.run([*run, "replay", trace, "--trigger", "crash@5", "--quiet"], capture_output=True,
+                            text=True, timeout=120)
+    assert replay.returncode == 0, replay.stderr
+    assert "replay: receiver time stepped back 2 times and jumped forward 0 times" in replay.stderr, replay.stderr

@@ -6,7 +6,10 @@ loop_read/loop_write/loop_misc): no thread and no socket pair per client, about 
 10,000 units fit one process. A dormant unit holds only its connection, keep-alive and status
 (retained, with the offline status as its last will): no track is picked and no position is
 decoded until a session starts. Units in a session get their track's next fix once a second;
-firmware timers are checked on the same beat. Time is wall time in milliseconds, as `tcu run`.
+firmware timers are checked on the same beat. As `tcu run`, each unit's firmware runs on the
+monotonic clock (bounds, periods, timers) and is given wall time separately: its receiver's
+GNSS time, the host's wall clock when a session starts, carried on the monotonic clock during
+it (FleetConfig.clock: both injectable, so a test steps the wall clock, never the machine's).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from tcu.emulator.uplink import (
     status_topic,
     uplink_topic,
 )
+from tcu.emulator.wallclock import Clocks
 from tcu.firmware.clock import WallTime
 from tcu.firmware.events import Downlink, FixEvent, Publish, Shutdown, Tick, TriggerOff, TriggerOn
 from tcu.firmware.services import Service, default_services
@@ -67,10 +71,12 @@ class FleetConfig:
     e2e_key: Callable[[str], bytes | None] = lambda unit_id: None  # located uplinks sealed for the backend
     record: bool = False  # keep (unit, boot, seq, sid, located, fix time) of every uplink
     services: dict[int, Service] | None = None  # None: the firmware's defaults (a bench may load harder)
+    clock: Clocks = field(default_factory=Clocks)  # monotonic for the firmware, system: the host's wall clock
 
 
 class SimUnit:
-    __slots__ = ("index", "uid", "boot", "client", "unit", "track", "start_ms", "fixes", "last_ms", "offline_until")
+    __slots__ = ("index", "uid", "boot", "client", "unit", "track", "start_ms", "start_wall_ms", "fixes", "last_ms",
+                 "offline_until")
 
     def __init__(self, index: int, uid: str, boot: int, client: mqtt.Client, unit: Unit, track: UnitTrack) -> None:
         self.index = index
@@ -79,9 +85,10 @@ class SimUnit:
         self.client = client
         self.unit = unit
         self.track = track
-        self.start_ms = 0  # when the current stretch of sessions began (the receiver's epoch 0)
+        self.start_ms = 0  # when the current stretch of sessions began (monotonic: the receiver's epoch 0)
+        self.start_wall_ms = 0  # ... and its wall time: the receiver's GNSS time at epoch 0
         self.fixes = 0  # epochs fed since: fix n is at start_ms + n s, so a 1 s period is met exactly
-        self.last_ms = 0  # the unit's clock never goes backwards
+        self.last_ms = 0  # the unit's monotonic clock never goes backwards
         self.offline_until = 0.0  # an outage or reboot: no reconnect before this (monotonic)
 
 
@@ -207,23 +214,30 @@ class Fleet:
 
     # -- the firmware
     def handle(self, sim: SimUnit, event: Any, at_ms: int | None = None) -> None:
-        now_ms = sim.last_ms = max(sim.last_ms, int(time.time() * 1000) if at_ms is None else at_ms)
+        """One event at the unit's monotonic time at_ms (a fix's epoch), else now."""
+        now_ms = sim.last_ms = max(sim.last_ms, self.config.clock.monotonic_ms() if at_ms is None else at_ms)
+        # Each simulated unit's receiver has a fix with a date (its track is retimed to now), so its
+        # wall time is GNSS time, trusted: command validity windows are checked against it. In a
+        # session it runs on from the session's start with the monotonic clock (a receiver's time
+        # does not follow the host's clock steps); a dormant unit takes the host's wall clock.
+        if sim in self.active:
+            wall_ms = sim.start_wall_ms + now_ms - sim.start_ms
+        else:
+            wall_ms = int(self.config.clock.system() * 1000)
         try:
-            # Each simulated unit's receiver has a fix with a date (its track is retimed to now), so its
-            # wall time is GNSS time, trusted: command validity windows are checked against it.
-            actions = sim.unit.handle(event, now_ms, WallTime(now_ms, TIME_GNSS))
+            actions = sim.unit.handle(event, now_ms, WallTime(wall_ms, TIME_GNSS))
         except Refused:
             return
         for action in actions:
             if isinstance(action, Publish):
-                self.publish(sim, action, now_ms)
+                self.publish(sim, action, wall_ms)
         if sim.unit.sessions and sim not in self.active:
             self.active.add(sim)
-            sim.start_ms, sim.fixes = now_ms, 0
+            sim.start_ms, sim.start_wall_ms, sim.fixes = now_ms, wall_ms, 0
         elif not sim.unit.sessions:
             self.active.discard(sim)
 
-    def publish(self, sim: SimUnit, action: Publish, now_ms: int) -> None:
+    def publish(self, sim: SimUnit, action: Publish, wall_ms: int) -> None:
         topic = uplink_topic(sim.uid, sim.boot)
         payload = action.payload
         key = self.config.e2e_key(sim.uid) if action.located else None
@@ -233,12 +247,12 @@ class Fleet:
         self.sent[(sim.index, info.mid)] = (time.monotonic(), action.located)
         self.stats.published(action.located)
         if self.config.record:
-            self.records.append((sim.uid, sim.boot, action.seq, action.sid, action.located, now_ms / 1000))
+            self.records.append((sim.uid, sim.boot, action.seq, action.sid, action.located, wall_ms / 1000))
 
     def _feed(self) -> None:
         """Each unit in a session gets the receiver epoch due by now (its fix n at start + n s,
         as a 1 Hz receiver; a loop that fell behind skips to the latest); due timers fire."""
-        now_ms = int(time.time() * 1000)
+        now_ms = self.config.clock.monotonic_ms()
         for sim in list(self.active):
             due = sim.unit.next_timer()
             if due is not None and due <= now_ms:
@@ -247,8 +261,9 @@ class Fleet:
             if behind <= 0 or not sim.unit.sessions:
                 continue
             sim.fixes += behind
-            epoch_ms = sim.start_ms + sim.fixes * 1000
-            self.handle(sim, FixEvent(sim.track.fix_at(self.tracks, sim.fixes, epoch_ms)), epoch_ms)
+            epoch_ms = sim.start_ms + sim.fixes * 1000  # monotonic; the fix's own time is GNSS time
+            fix = sim.track.fix_at(self.tracks, sim.fixes, sim.start_wall_ms + sim.fixes * 1000)
+            self.handle(sim, FixEvent(fix), epoch_ms)
         self.stats.in_session = len(self.active)
 
     # -- scenario actions

@@ -1,0 +1,152 @@
+"""The parts of tests/test_run_clock_steps.py: `tcu run` as a real process whose wall clock
+(CLOCK_REALTIME only) the test steps at will with Debian's libfaketime, a receiver on a pty
+the test drives (a fix with a date, or searching), and a peer on the broker that decodes
+every uplink as it arrives. The machine's own clock is never touched.
+
+libfaketime (LD_PRELOAD) wraps clock_gettime/time/gettimeofday, so every time.time() of the
+unit's process, in the emulator or a library, reads the stepped clock. FAKETIME_TIMESTAMP_FILE
+holds a relative offset ("+86400") that the test rewrites; FAKETIME_NO_CACHE=1 is needed, as
+libfaketime otherwise re-reads the file only every 10 s. FAKETIME_DONT_FAKE_MONOTONIC=1 keeps
+CLOCK_MONOTONIC the machine's: the clock the unit's bounds must run on.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from tcu.protocol import messages
+
+LAT, LON = 48.1374300, 11.5754900
+DAY_S = 86400
+YEAR_S = 365 * DAY_S
+
+
+def libfaketime() -> str:
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    if not found:
+        pytest.skip("libfaketime is not installed (apt-get install faketime libfaketime)")
+    return found[0]
+
+
+class SteppedClock:
+    """The unit's CLOCK_REALTIME: the machine's plus an offset the test sets at any moment."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / "faketime-offset"
+        self.offset_s = 0
+        self.set(0)
+
+    def set(self, offset_s: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("%+d\n" % offset_s)
+        os.replace(tmp, self.path)  # never a half-written file for the reader
+        self.offset_s = offset_s
+
+    def to(self, unix_s: int) -> None:
+        """Step the clock to unix_s (e.g. back to 1970)."""
+        self.set(unix_s - int(time.time()))
+
+    def now(self) -> float:
+        """What the unit's time.time() reads now."""
+        return time.time() + self.offset_s
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "LD_PRELOAD": libfaketime(), "FAKETIME_TIMESTAMP_FILE": str(self.path),
+                "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+
+
+def nmea(body: str) -> bytes:
+    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
+
+
+def _angle(value: float, digits: int, hemis: str) -> str:
+    degrees = int(abs(value))
+    return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])
+
+
+class Receiver:
+    """A 1 Hz receiver on a pty, at the true UTC time: a fix (RMC and GGA with a date) while
+    `fix` is set, else searching (a void RMC, GGA quality 0: no position, no valid date)."""
+
+    def __init__(self) -> None:
+        self.master, self._slave = os.openpty()
+        self.path = os.ttyname(self._slave)
+        self.fix = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        pos = "%s,%s" % (_angle(LAT, 2, "NS"), _angle(LON, 3, "EW"))
+        while not self._stop.is_set():
+            now = datetime.now(UTC)
+            hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")
+            if self.fix:
+                data = nmea("GPRMC,%s,A,%s,12.5,45.0,%s,,,A" % (hms, pos, dmy)) + \
+                    nmea("GPGGA,%s,%s,1,09,0.9,519.0,M,46.5,M,," % (hms, pos))
+            else:
+                data = nmea("GPRMC,%s,V,,,,,,,%s,,,N" % (hms, dmy)) + nmea("GPGGA,%s,,,,,0,00,99.99,,,,,," % hms)
+            try:
+                os.write(self.master, data)
+            except OSError:
+                return
+            self._stop.wait(1.0 - time.time() % 1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
+        os.close(self.master)
+        os.close(self._slave)
+
+
+class Peer:
+    """The backend's side of one unit on the broker: each uplink decoded, with the (machine's
+    monotonic) time it arrived; downlinks published at QoS 1."""
+
+    def __init__(self, url: str, unit: str) -> None:
+        self.unit = unit
+        self.got: list[tuple[float, messages.Message]] = []
+        self._lock = threading.Lock()
+        ready = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="peer-%d" % time.monotonic_ns())
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: ready.set()
+        self.client.connect("127.0.0.1", int(url.rsplit(":", 1)[1]))
+        self.client.subscribe("tcu/v1/%s/up/#" % unit, qos=1)
+        self.client.loop_start()
+        assert ready.wait(5)
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if message.retain:
+            return
+        msg = messages.decode(bytes(message.payload))
+        with self._lock:
+            self.got.append((time.monotonic(), msg))
+
+    def messages(self, type_: int | None = None) -> list[tuple[float, messages.Message]]:
+        with self._lock:
+            return [(t, m) for t, m in self.got if type_ is None or m.type == type_]
+
+    def publish(self, topic: str, data: bytes) -> None:
+        self.client.publish(topic, data, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def run_unit(log: Path, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", "run", *args], stdout=out,
+                                stderr=subprocess.STDOUT, env=env)
