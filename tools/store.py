@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -268,6 +269,21 @@ def store_errors(name: str) -> Iterator[None]:
         raise
 
 
+def _wal(conn: sqlite3.Connection, timeout_s: float = 5.0) -> None:
+    """WAL mode. On a new file other workers are creating at the same moment SQLite answers
+    'database is locked' at once (no busy handler there): wait for it as long as the busy
+    timeout would (sqlite3's 5 s), then let the error stand."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
 def open_store(name: str, write: bool = False) -> Store:
     """The store `name` (see the module doc). write: ready for a backend to write (created
     if new); else read only, and it must exist."""
@@ -278,7 +294,7 @@ def open_store(name: str, write: bool = False) -> Store:
     with store_errors(name):
         if write:
             conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
+            _wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         else:
             conn = sqlite3.connect("file:%s?mode=ro" % name, uri=True, check_same_thread=False,
