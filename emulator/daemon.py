@@ -3,7 +3,9 @@
 The GPS thread feeds the HAL's output to the unit: while no session is active it asks for
 no positions at all (heartbeats only, for GPS health); a session switches positions on.
 The control socket (owner-only Unix socket, one JSON object per line each way) takes
-{"op": "trigger" | "clear" | "cancel", "kind": NAME}, {"op": "status"} and {"op": "reload"}.
+{"op": "trigger" | "clear" | "cancel", "kind": NAME}, {"op": "status"}, {"op": "reload"} and
+{"op": "schedule", "entries": [{"in_s": S, "op": ..., "kind": ...}]} / {"op": "unschedule", "id": N}
+(emulator/schedule.py: triggers the unit carries out later, on its monotonic clock).
 
 A reload (SIGHUP, or the reload op) re-reads the config file and applies what can change
 in a running unit (emulator/reload.py); the rest waits for a restart.
@@ -26,6 +28,7 @@ from tcu.emulator.config import Config
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
 from tcu.emulator.live import LiveUnit
+from tcu.emulator.schedule import TriggerSchedule
 from tcu.emulator.state_lock import StateLock
 from tcu.emulator.uplink import TlsOptions
 from tcu.emulator.wallclock import Clocks
@@ -147,6 +150,7 @@ class UnitDaemon:
         except BaseException:
             self._close_parts()
             raise
+        self.schedule = TriggerSchedule(self.request, lambda: self.live.now_ms() / 1000)
         threading.Thread(target=self._server.serve_forever, name="tcu-control", daemon=True).start()
         self.start_gps(self._stream, self.gps)
 
@@ -221,6 +225,8 @@ class UnitDaemon:
             from tcu.emulator.reload import reload
 
             return reload(self)
+        if op in ("schedule", "unschedule"):  # emulator/schedule.py
+            return self.schedule.request(request)
         if not isinstance(op, str) or op not in EVENTS or not isinstance(kind, str) or kind not in TRIGGERS_BY_NAME:
             return {"ok": False, "error": "unknown request %r" % (request,)}  # (a list or dict is unhashable)
         test = request.get("test", False) is True
@@ -257,12 +263,14 @@ class UnitDaemon:
                          "too_large": uplink.stats.too_large, "refused": uplink.stats.refused,
                          "problem": uplink.stats.last_error if uplink.fatal or uplink.stats.too_large else ""},
                 "config": None if self.config is None else self.config.path, "services": services,
+                "scheduled": self.schedule.status(),
                 **({"modem": self.sms.as_dict()} if self.sms is not None else {})}
 
     def close(self) -> None:
         """Shut down cleanly: control socket, GPS port released, sessions ended, outbox flushed."""
         with self.reload_lock:  # an ongoing reload finishes first; none starts after this
             self.closing = True
+        self.schedule.close()  # nothing scheduled fires while the unit stops
         if self.inputs is not None:  # no trigger comes in while the unit shuts down
             self.inputs.close()
             self.inputs = None

@@ -44,7 +44,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 from tcu.firmware.errors import UsageError
-from tcu.firmware.services import trigger_code
+from tcu.firmware.services import TRIGGERS_BY_NAME, trigger_code
 
 Deliver = Callable[[dict[str, Any]], dict[str, Any]]
 Report = Callable[[str], None]
@@ -113,6 +113,9 @@ def parse_command(line: str) -> dict[str, Any] | None:
     words = line.split("#", 1)[0].split()
     if not words:
         return None
+    if len(words) == 1 and words[0] in VERBS:  # not a trigger named "clear"
+        raise UsageError("%r needs the trigger to %s: %s KIND (KIND: %s)" % (
+            words[0], words[0], words[0], ", ".join(sorted(TRIGGERS_BY_NAME))))
     if len(words) == 1:
         words = ["trigger", words[0]]
     if len(words) != 2 or words[0] not in VERBS:

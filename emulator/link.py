@@ -28,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
+from tcu.emulator.connect_errors import no_connack
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.mqtt_limits import (
     MQTT5,
@@ -368,10 +369,10 @@ class DurableUplink:
             if len(self._versions) > 1 and not self._closing and (reason is None or reason in UNSUPPORTED_PROTOCOL):
                 self._versions.pop(0)
                 continue
-            why = ("no answer to CONNECT within %.0f s" % self.connect_timeout_s if reason is None
-                   else "CONNACK %s" % reason_text("CONNACK", reason, version))
-            raise (LinkError if reason is None else LinkRefused)(
-                "broker %s refused the connection: %s" % (self.broker.url, why))
+            if reason is None:  # silence is no refusal: likely not an MQTT port, or a TLS one
+                raise LinkError(no_connack(self.broker.url, self.broker.tls, False, self.connect_timeout_s))
+            raise LinkRefused("broker %s refused the connection: CONNACK %s" % (
+                self.broker.url, reason_text("CONNACK", reason, version)))
 
     def _check_limits(self, limits: Limits) -> None:
         """What the unit cannot work with: a broker that takes only QoS 0 (no acknowledgement,

@@ -44,7 +44,7 @@ class CounterStore:
         except FileNotFoundError:
             return 0
         except OSError as err:
-            raise SourceError("cannot read the command counter %s: %s" % (self.path, err)) from None
+            raise SourceError("cannot read the command counter %s: %s" % (self.path, err.strerror or err)) from None
         if not text.isdigit():
             raise SourceError("the command counter file %s is corrupt: %r" % (self.path, text[:20]))
         return int(text)

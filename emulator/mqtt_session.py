@@ -20,6 +20,7 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 
+from tcu.emulator.connect_errors import connect_failed, no_connack
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.mqtt_limits import MQTT5, PUBACK_CODES, Limits, reason_of, reason_text
 from tcu.emulator.uplink import SESSION_EXPIRY_S, Broker, TlsOptions, new_client
@@ -117,13 +118,9 @@ class Session:
             sock = self.client.socket()
             if isinstance(sock, socket.socket):  # paho leaves Nagle on: a lone crash report would wait
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except ssl.SSLError as err:
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
             self.client._sock_close()
-            raise LinkError("broker %s refused TLS: %s" % (self.broker.url, err.reason or err)) from None
-        except (OSError, ValueError) as err:
-            self.client._sock_close()
-            raise LinkError("broker %s did not answer: %s" % (
-                self.broker.url, getattr(err, "strerror", None) or err)) from None
+            raise connect_failed(self.broker.url, self.broker.host, self.broker.port, self.broker.tls, err) from None
         deadline = time.monotonic() + wait_s
         while self.answer is None and self.lost is None and not closing():
             left = deadline - time.monotonic()
@@ -134,9 +131,7 @@ class Session:
             self.client._clean_session = False  # a reconnect keeps the session
         if self.answer is None and self.lost is not None:
             self.close()
-            raise LinkError("broker %s refused the connection: it closed the connection before CONNACK (a TLS "
-                            "listener, or a maximum packet size below the CONNECT's, does that: see its log)"
-                            % self.broker.url)
+            raise LinkError(no_connack(self.broker.url, self.broker.tls, True, wait_s))
         return self.answer
 
     # -- the connection ----------------------------------------------------------------------

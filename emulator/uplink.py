@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from tcu.emulator.connect_errors import connect_failed, no_connack
 from tcu.emulator.credentials import Credentials, credentials
 from tcu.emulator.mqtt_limits import reason_of, reason_text
 from tcu.firmware.errors import LinkError, UsageError
@@ -182,7 +183,7 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
     candidates = protocols(protocol)
     for version in candidates:
         client = new_client(broker, client_id, version, tls, persistent)
-        client.connect_timeout = timeout_s
+        client.connect_timeout = timeout_s + 1  # paho's own CONNACK deadline after ours: silence is not a close
         client.reconnect_delay_set(1, 2)
         answered = threading.Event()
         answer: list[object] = []
@@ -210,10 +211,10 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
         try:
             client.connect(broker.host, broker.port, keepalive=keepalive_s,
                            **connect_args(version, persistent))  # type: ignore[arg-type]
-        except (OSError, ValueError) as err:
-            raise LinkError("broker %s did not answer: %s" % (url, getattr(err, "strerror", None) or err)) from None
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise connect_failed(url, broker.host, broker.port, broker.tls, err) from None
         client.loop_start()
-        answered.wait(answer_wait(version, candidates, timeout_s))
+        closed = answered.wait(answer_wait(version, candidates, timeout_s)) and not answer
         if answer and not is_failure(answer[0]) and client.is_connected():
             return client
         client.disconnect()
@@ -221,10 +222,9 @@ def open_client(url: str, client_id: str, timeout_s: float = 5.0,
         if version != candidates[-1] and (not answer or reason_value(answer[0]) in UNSUPPORTED_PROTOCOL):
             # no answer, closed before CONNACK (amqtt closes on MQTT 5), or "speak another version"
             continue
-        why = ("CONNACK %s" % connack_text(answer[0], version) if answer
-               else "the connection was closed before CONNACK" if answered.is_set()
-               else "no answer to CONNECT within %.0f s" % timeout_s)
-        raise LinkError("broker %s refused the connection: %s" % (url, why))
+        if not answer:  # closed or silent: no refusal, most likely the wrong port or scheme
+            raise LinkError(no_connack(url, broker.tls, closed, timeout_s))
+        raise LinkError("broker %s refused the connection: CONNACK %s" % (url, connack_text(answer[0], version)))
     raise AssertionError("unreachable")
 
 

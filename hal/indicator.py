@@ -62,7 +62,8 @@ class SysfsLed(FileIndicator):
         try:
             self.path.write_text("1" if on else "0")
         except OSError as err:
-            raise UsageError("indicator %s: %s (is the unit in the right group?)" % (self.path, err)) from None
+            raise UsageError("indicator %s: %s (is the unit in the right group?)"
+                             % (self.path, err.strerror or err)) from None
 
 
 def open_gpiozero(what: str, make: Callable[[Any], Any]) -> Any:

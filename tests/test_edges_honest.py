@@ -132,7 +132,9 @@ def test_the_tester_cli_takes_state_and_says_a_latched_crash_is_still_on(mosquit
     alone = tcu("trigger", "clear")
     assert alone.returncode == 2 and "needs the trigger to clear: tcu trigger clear KIND" in alone.stderr
     usage = tcu("trigger", "--help").stdout
-    assert usage.startswith("usage: tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]")
+    assert usage.startswith("usage: tcu trigger [clear|cancel] KIND [--test] [--at WHEN] "
+                            "[--control PATH | --state DIR]")
+    assert "tcu trigger --script FILE | --unschedule [ID]" in usage  # scheduled triggers
 
 
 def test_run_help_lists_every_input_spec_form() -> None:

@@ -316,7 +316,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tcu.tools import backend_sms
 
     backend_sms.register_verb(verbs)
-    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|migrate|sms]"
+    from tcu.tools import tap_cmd
+
+    tap_cmd.register_verb(verbs)
+    verbs.metavar = "[keygen|command|sessions|export|plot|watch|msd|migrate|sms|tap]"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ SUMMARIES = {
     "replay": "run the unit over a recorded NMEA trace, publishing its uplinks",
     "fixes": "print the fixes decoded from a trace file or a live receiver",
     "backend": "subscribe to units' uplinks, decode and print them; `keygen` and `command` for signed "
-               "commands; `sessions`, `export`, `plot` and `watch` for a store",
+               "commands; `sessions`, `export`, `plot` and `watch` for a store; `tap` for the wire",
     "demo": "the whole loop with nothing installed: broker, backend, unit, timeline",
     "record": "record a live receiver into a replayable trace file",
     "replay-serial": "write a trace into a serial port at its original pace",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tcu.emulator.crypto import load_private_key
-from tcu.emulator.uplink import open_client
+from tcu.emulator.uplink import TlsOptions, open_client
 from tcu.firmware.errors import LinkError, UsageError
 from tcu.protocol import commands as cmd
 from tcu.protocol import cose
+from tcu.tools.command_wait import DEFAULT_WAIT_S, EXIT_NO_ANSWER, AnswerWatch, describe, no_answer
 from tcu.tools.tls_options import add_tls_arguments, broker_auth, check_link
 
 KID = b"backend"  # the key id `tcu run --backend-key` trusts
@@ -34,6 +36,17 @@ def duration_s(text: str) -> int:
     if not match or float(match.group(1)) <= 0:
         raise argparse.ArgumentTypeError("not a duration like 90s, 15m, 24h or 3d: %r" % text)
     return int(float(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)])
+
+
+def wait_s(text: str) -> float:
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0.0
+    if not 0 < seconds <= VALID_FOR_S:
+        raise argparse.ArgumentTypeError("--wait SECONDS: a number above 0 and at most %d (the command's "
+                                         "validity), not %r" % (VALID_FOR_S, text))
+    return seconds
 
 
 def register_verbs(backend: argparse.ArgumentParser) -> None:
@@ -55,6 +68,9 @@ def register_verbs(backend: argparse.ArgumentParser) -> None:
     command.add_argument("--hours", type=float, help="the same as --for in hours")
     add_tls_arguments(command)  # mqtts:// brokers: the backend's own CA, certificate and key
     command.add_argument("--session", type=int, help="the session (cancel, locate-now, send-msd)")
+    command.add_argument("--wait", nargs="?", type=wait_s, const=DEFAULT_WAIT_S, metavar="SECONDS",
+                         help="wait for the unit's answer (default %g s) and print it: exit 0 accepted, "
+                              "1 rejected, 3 no answer in time" % DEFAULT_WAIT_S)
     command.set_defaults(run=run_command)
 
 
@@ -121,6 +137,8 @@ def run_command(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
     command = build_command(args, int(time.time()))
     data = cmd.seal_command(command, KID, cose.ALG_EDDSA, None, key.sign)
+    if args.wait is not None:
+        return _send_and_wait(args, command, data, tls)
     client = open_client(args.broker, "tcu-backend-command-%d" % command.counter, tls=tls,
                          auth=broker_auth(args))
     try:
@@ -131,6 +149,29 @@ def run_command(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
-    print("sent %s to %s (counter %d, valid until %s); the unit answers on its uplink"
-          % (args.what, args.unit, command.counter, time.strftime("%H:%M:%SZ", time.gmtime(command.not_after))))
+    print(_sent_line(args, command) + "; the unit answers on its uplink (--wait prints its answer)")
     return 0
+
+
+def _sent_line(args: argparse.Namespace, command: cmd.Command) -> str:
+    return "sent %s to %s (counter %d, valid until %s)" % (
+        args.what, args.unit, command.counter, time.strftime("%H:%M:%SZ", time.gmtime(command.not_after)))
+
+
+def _send_and_wait(args: argparse.Namespace, command: cmd.Command, data: bytes, tls: TlsOptions | None) -> int:
+    """Subscribed to the unit's answers first, then published: the answer cannot be missed."""
+    watch = AnswerWatch(args.broker, args.unit, "tcu-backend-command-%d" % command.counter,
+                        tls, broker_auth(args))
+    try:
+        watch.publish(cmd.downlink_topic(args.unit), data)
+        print(_sent_line(args, command) + "; waiting up to %g s for its answer" % args.wait, flush=True)
+        answer = watch.wait(command.counter, args.wait)
+    finally:
+        watch.close()
+    if answer is None:
+        print("tcu backend command: %s" % no_answer(watch, command.counter, args.wait, command.not_after),
+              file=sys.stderr)
+        return EXIT_NO_ANSWER
+    line, status = describe(answer, args.what)
+    print(line, file=sys.stderr if status else sys.stdout)
+    return status

@@ -60,11 +60,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     names = ", ".join(sorted(TRIGGERS_BY_NAME))
     trigger = subparsers.add_parser(
         "trigger", help="raise, clear or cancel a trigger on the running unit",
-        usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
-        description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
-    trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
+        usage="tcu trigger [clear|cancel] KIND [--test] [--at WHEN] [--control PATH | --state DIR]\n"
+              "       tcu trigger --script FILE | --unschedule [ID]  [--control PATH | --state DIR]",
+        description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s. "
+                    "--at and --script leave the schedule with the unit (tcu status lists it)" % names)
+    trigger.add_argument("words", nargs="*", metavar="[clear|cancel] KIND")
     trigger.add_argument("--test", action="store_true",
                          help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
+    trigger.add_argument("--at", metavar="WHEN", help="later: +30, +5m, +1m30s from now, HH:MM[:SS] today "
+                         "(local time) or an ISO 8601 time with offset; the unit keeps the schedule")
+    trigger.add_argument("--script", metavar="FILE", help="a schedule, one `WHEN [clear|cancel] KIND [--test]` "
+                         "a line (+30 crash, +60 clear crash, +90 theft), offsets from now")
+    trigger.add_argument("--unschedule", nargs="?", const="all", metavar="ID",
+                         help="drop scheduled trigger ID (no ID: all of them)")
     _where(trigger)
     trigger.set_defaults(run=run_trigger)
     status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
@@ -134,6 +142,10 @@ def parse_words(words: list[str]) -> tuple[str, str]:
 
 
 def run_trigger(args: argparse.Namespace | SimpleNamespace) -> int:
+    if getattr(args, "at", None) or getattr(args, "script", None) or getattr(args, "unschedule", None):
+        from tcu.tools.trigger_schedule import run_scheduled  # argparse path only: fast_args has none of these
+
+        return run_scheduled(args)  # type: ignore[arg-type]
     op, kind = parse_words(args.words)
     request: dict[str, Any] = {"op": op, "kind": kind}
     if args.test:
@@ -202,6 +214,12 @@ def format_status(status: dict[str, Any]) -> str:
         "connected" if link.get("connected") else "offline", link.get("acked", 0), link.get("outbox", 0)))
     if link.get("problem"):
         lines.append("link: %s" % link["problem"])
+    scheduled = status.get("scheduled") or {}
+    for e in scheduled.get("pending", []):  # emulator/schedule.py
+        lines.append("scheduled #%d: %s %s%s in %.0f s" % (e["id"], e["op"], e["kind"], " (test call)" if e["test"]
+                                                          else "", e["in_s"]))
+    for e in scheduled.get("fired", []):
+        lines.append("fired #%d: %s %s: %s" % (e["id"], e["op"], e["kind"], e["result"]))
     clock = status.get("time")
     if clock:
         lines.append(format_time(clock))

@@ -27,6 +27,7 @@ from typing import Any
 
 from tcu.emulator.config import Config
 from tcu.firmware.errors import TcuError
+from tcu.tools.extras import extra_hint
 
 OK, WARN, FAIL = "ok", "warn", "FAIL"
 TIMEOUT_S = 5.0
@@ -428,7 +429,7 @@ def check_gpio(config: Config) -> list[Finding]:
         return []
     if importlib.util.find_spec("gpiozero") is None:
         return [Finding("gpio", FAIL, "%s need gpiozero, which is not installed" % ", ".join(specs),
-                        "pip install 'tcu-emulator[pi]' (and on the Pi: sudo apt install python3-lgpio)")]
+                        "%s (and on the Pi: sudo apt install python3-lgpio)" % extra_hint("pi", "gpiozero"))]
     return [Finding("gpio", OK, "gpiozero present for %s" % ", ".join(specs))]
 
 

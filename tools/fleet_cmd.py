@@ -129,10 +129,23 @@ def _child(config: FleetConfig, duration: float, key: Any, queue: Any, record: s
     queue.put(("done", config.first, (fleet.stats, connect_s, run_s, rss_kb)))
 
 
+def probe(config: FleetConfig) -> None:
+    """One connection as the first unit before the fleet starts: a broker that cannot be
+    reached, a scheme that does not match its port, or a refused certificate is one line and
+    exit 2, not units that wait a minute each and then run disconnected."""
+    from tcu.emulator.uplink import open_client
+
+    unit = "%s%05d" % (config.prefix, config.first)
+    client = open_client(config.broker, "%s-probe-%d" % (unit, os.getpid()), tls=config.tls(unit))
+    client.disconnect()
+    client.loop_stop()
+
+
 def run(args: argparse.Namespace) -> int:
     config, duration, key = config_of(args)
     parts = slices(config, args.processes)
     note = raise_open_files(max(p.count for p in parts))
+    probe(config)  # once everything local is known to be right
     if note:
         print("fleet: %s" % note, file=sys.stderr)
     ctx = multiprocessing.get_context("fork")  # the config holds callables; the children share the imports

@@ -8,6 +8,7 @@ prints one plain line per session change instead (no ANSI), for logs and pipes.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import threading
 import time
@@ -15,6 +16,7 @@ from types import TracebackType
 from typing import Any, TextIO
 
 from tcu.firmware.errors import ProtocolError
+from tcu.tools.live_view import WIDE, LiveView, columns, row, unit_labels
 from tcu.tools.sessions import Session, SessionBook, open_store, store_errors
 from tcu.tools.view import iso_utc
 
@@ -53,6 +55,7 @@ class LiveTable:
     def __init__(self, out: TextIO | None = None) -> None:
         self.out = out or sys.stdout
         self.book = SessionBook()
+        self.view = LiveView()
         self.uplinks = 0
         self._lock = threading.Lock()  # paho's thread adds, rich's thread renders
         self._live: Any = None
@@ -77,6 +80,7 @@ class LiveTable:
     def add(self, unit: str, boot: int, payload: bytes) -> None:
         with self._lock:
             self.uplinks += 1
+            self.view.saw(unit, boot)
             try:
                 touched = self.book.add(unit, boot, payload)
             except ProtocolError:
@@ -84,27 +88,43 @@ class LiveTable:
             if self._live is None:
                 for session in touched:
                     print(plain_line(session), file=self.out, flush=True)
+            for key in [(s.unit, s.boot, s.sid) for s in touched if (s.unit, s.boot, s.sid) in self.view.pruned]:
+                self.book.sessions.pop(key, None)  # a late report of a pruned session does not bring it back
+            self.view.prune(self.book.sessions)
         if self._live is not None:
             self._live.update(self.render())
 
-    def render(self) -> Any:
+    def _width(self) -> int:
+        """The live console's width, which follows resizes; else COLUMNS or the terminal's."""
+        if hasattr(self._live, "console"):
+            return int(self._live.console.width)
+        return shutil.get_terminal_size().columns
+
+    def render(self, width: int | None = None) -> Any:
+        """The table at `width` columns (the terminal's, as shutil or COLUMNS says, by default)."""
+        from rich import box
         from rich.table import Table
 
+        cols = width if width is not None else self._width()
         with self._lock:
-            sessions = sorted(self.book.sessions.values(), key=lambda s: (s.start_s or 0, s.name))[-MAX_ROWS:]
-            units = {(s.unit, s.boot) for s in self.book.sessions.values()}
-            table = Table(title="tcu backend: %d uplinks, %d unit boots, %d sessions"
-                          % (self.uplinks, len(units), len(self.book.sessions)))
-            for column in ("unit/boot/session", "purpose", "trigger", "start (UTC)", "reports", "last fix", "state"):
-                table.add_column(column, justify="right" if column == "reports" else "left",
-                                 no_wrap=column in ("unit/boot/session", "last fix"))
-            for s in sessions:
-                last = s.points[-1] if s.points else None
-                when = s.time_of(last) if last is not None else None
-                fix = "%s %.5f,%.5f" % (iso_utc(when)[11:19] if when else "?", last.lat, last.lon) if last else "-"
-                start = iso_utc(s.start_s).replace("T", " ")[:19] if s.start_s is not None else "?"
-                table.add_row(s.name, s.purpose or "?", s.trigger or "?", start, str(len(s.points)), fix,
-                              "[green]%s[/]" % s.state if s.end_s is None else s.state)
+            shown = sorted(self.book.sessions.values(), key=lambda s: (s.start_s or 0, s.unit, s.boot, s.sid))
+            labels = unit_labels(sorted({s.unit for s in shown}))
+            dates = sorted({iso_utc(s.start_s)[:10] for s in shown if s.start_s is not None})
+            title = "tcu backend: %d uplinks, %d units, %d sessions" % (
+                self.uplinks, len(self.view.boots), len(shown) + len(self.view.pruned))
+            if self.view.pruned:
+                title += " (%d ended not shown)" % len(self.view.pruned)
+            if dates and cols < WIDE:
+                title += ", started %s UTC" % (dates[0] if len(dates) == 1 else dates[0] + ".." + dates[-1])
+            table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, padding=(0, 0), expand=False)
+            for name in columns(cols):
+                table.add_column(name, justify="right" if name in ("boot", "sid", "reports") else "left",
+                                 no_wrap=name != "state", overflow="fold")
+            for s in shown[-MAX_ROWS:]:
+                cells = row(s, labels[s.unit], self.view.boot_index(s.unit, s.boot), cols)
+                if s.end_s is None:
+                    cells[7] = "[green]%s[/]" % cells[7]
+                table.add_row(*cells)
         return table
 
 

@@ -5,7 +5,8 @@ so the aspect is corrected), coloured by the purpose they were sent for; a fix t
 several sessions at once is ringed; each session's first and last fix are marked. Below: a
 time strip, one row per purpose, with each session's window (start..end) and its fixes.
 
-matplotlib is an optional extra (`pip install 'tcu-emulator[plot]'`), imported only here.
+matplotlib is an optional extra (the `plot` extra: `pip install -e '.[plot]'` in the clone),
+imported only here.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from typing import Any
 
 from tcu.firmware.errors import UsageError
 from tcu.firmware.services import PURPOSE_NAMES
+from tcu.tools.extras import extra_hint
+from tcu.tools.plot_layout import place_labels, thin_ticks
 from tcu.tools.sessions import Point, Session
 
 PALETTE = ("tab:red", "tab:orange", "tab:purple", "tab:blue", "tab:green", "tab:brown", "tab:gray")
@@ -41,7 +44,7 @@ def _pyplot() -> Any:
     try:
         import matplotlib
     except ImportError:
-        raise UsageError("plotting needs matplotlib: pip install 'tcu-emulator[plot]'") from None
+        raise UsageError("plotting needs matplotlib: %s" % extra_hint("plot", "matplotlib")) from None
     matplotlib.use("Agg")  # files only: no display, no GUI toolkit
     import matplotlib.pyplot as plt
 
@@ -96,7 +99,28 @@ def draw(plt: Any, sessions: list[Session]) -> Any:
     figure.suptitle("tcu: %d session%s, %s" % (len(sessions), "" if len(sessions) == 1 else "s",
                                                 ", ".join(sorted({s.unit for s in sessions}))))
     figure.tight_layout()
+    # Once laid out: as many longitude ticks as fit, and the session labels clear of each other.
+    thin_ticks(figure, track)
+    names = _labels(sessions)
+    place_labels(figure, track, [(s.points[0].lon, s.points[0].lat, names[s.name]) for s in sessions if s.points])
+    several = len({s.unit for s in sessions}) > 1
+    place_labels(figure, strip, [(_num(w[0]), sessions_row, names[s.name] if several else "session %d" % s.sid)
+                                 for s, w, sessions_row in _strip_anchors(sessions)], along=True)
     return figure
+
+
+def _labels(sessions: list[Session]) -> dict[str, str]:
+    """Each session's label: its sid, with its unit when several units are drawn, and its boot
+    too when one unit's sid comes from several boots."""
+    units = {s.unit for s in sessions}
+    sids = [(s.unit, s.sid) for s in sessions]
+    return {s.name: (s.name if sids.count((s.unit, s.sid)) > 1 else "%s/%d" % (s.unit, s.sid) if len(units) > 1
+                     else str(s.sid)) for s in sessions}
+
+
+def _strip_anchors(sessions: list[Session]) -> list[tuple[Session, tuple[int, int], float]]:
+    purposes = sorted({s.purpose or "?" for s in sessions})
+    return [(s, w, purposes.index(s.purpose or "?") + 0.3) for s in sessions if (w := _window(s)) is not None]
 
 
 def _draw_track(ax: Any, sessions: list[Session]) -> None:
@@ -112,7 +136,6 @@ def _draw_track(ax: Any, sessions: list[Session]) -> None:
             first, last = session.points[0], session.points[-1]
             ax.plot(first.lon, first.lat, marker=">", color=colour, markersize=10, markeredgecolor="black")
             ax.plot(last.lon, last.lat, marker="s", color=colour, markersize=8, markeredgecolor="black")
-            ax.annotate(str(session.sid), (first.lon, first.lat), textcoords="offset points", xytext=(6, 6))
     for purpose in sorted({colour_by for _, colour_by in fixes}):
         points = [p for p, colour_by in fixes if colour_by == purpose]
         ax.scatter([p.lon for p in points], [p.lat for p in points], s=14, color=COLOURS.get(purpose, "black"),
@@ -162,7 +185,6 @@ def _draw_strip(ax: Any, sessions: list[Session]) -> None:
         width = max(end - start, span / 200, 1)  # a one-fix session stays visible
         ax.barh(row, width / 86400, left=_num(start), height=0.5, color=colour, alpha=0.35)
         ax.plot([_num(t) for t in times], [row] * len(times), "|", color=colour, markersize=9)
-        ax.annotate("session %d" % session.sid, (_num(start), row + 0.3), fontsize="small")
     ax.set_yticks(range(len(purposes)), purposes)
     ax.set_ylim(-0.6, len(purposes) - 0.2)
     if windows:  # some room either side, and a minute at least

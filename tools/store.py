@@ -22,6 +22,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from tcu.firmware.errors import UsageError
+from tcu.tools.extras import extra_hint
 
 Row = tuple[str, int, int, str, int, bytes, float]  # unit, boot, seq, type, session, payload, received
 
@@ -124,7 +125,8 @@ class Store:
 
     def ready_for_writing(self) -> None:
         """A new store is created at the current version; an old or newer one is refused."""
-        version = self.version()
+        with self._transaction():  # under the lock: never between a creating worker's statements
+            version = self.version()
         if version == -1:
             self.migrate()
         elif version != SCHEMA_VERSION:
@@ -269,21 +271,6 @@ def store_errors(name: str) -> Iterator[None]:
         raise
 
 
-def _wal(conn: sqlite3.Connection, timeout_s: float = 5.0) -> None:
-    """WAL mode. On a new file other workers are creating at the same moment SQLite answers
-    'database is locked' at once (no busy handler there): wait for it as long as the busy
-    timeout would (sqlite3's 5 s), then let the error stand."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as err:
-            if "locked" not in str(err) or time.monotonic() >= deadline:
-                raise
-            time.sleep(0.01)
-
-
 def open_store(name: str, write: bool = False) -> Store:
     """The store `name` (see the module doc). write: ready for a backend to write (created
     if new); else read only, and it must exist."""
@@ -294,7 +281,7 @@ def open_store(name: str, write: bool = False) -> Store:
     with store_errors(name):
         if write:
             conn = sqlite3.connect(name, check_same_thread=False, isolation_level=None)
-            _wal(conn)
+            _set_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
         else:
             conn = sqlite3.connect("file:%s?mode=ro" % name, uri=True, check_same_thread=False,
@@ -308,6 +295,20 @@ def open_store(name: str, write: bool = False) -> Store:
     return store
 
 
+def _set_wal(conn: sqlite3.Connection, wait_s: float = 10.0) -> None:
+    """WAL mode, waiting out another backend that is switching the same new file: SQLite
+    answers "database is locked" to a journal-mode change at once, without its busy timeout."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def open_for_migration(name: str) -> Store:
     if is_postgres(name):
         return _open_postgres(name, write=False, check=False)
@@ -319,8 +320,8 @@ def _open_postgres(name: str, write: bool, check: bool = True) -> Store:
     try:
         import psycopg
     except ImportError:
-        raise UsageError("--store %s: PostgreSQL needs psycopg 3 (pip install 'tcu-emulator[postgresql]')"
-                         % describe(name)) from None
+        raise UsageError("--store %s: PostgreSQL needs psycopg 3: %s"
+                         % (describe(name), extra_hint("postgresql", "'psycopg[binary]'"))) from None
     with store_errors(name):
         conn = psycopg.connect(name, autocommit=True, connect_timeout=10)
         store = PostgresStore(name, conn)

@@ -13,6 +13,9 @@ from tcu.firmware.services import PURPOSE_NAMES, TRIGGER_NAMES
 from tcu.firmware.transitions import REASON_NAMES
 from tcu.protocol import commands, messages
 
+RESULT_NAMES = {messages.RESULT_ACCEPTED: "accepted", messages.RESULT_REJECTED: "rejected",
+                messages.RESULT_PROVISIONAL: "provisional"}
+
 
 def iso_utc(unix_s: float) -> str:
     return datetime.fromtimestamp(unix_s, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -50,7 +53,7 @@ class UplinkView:
                 out["fixes"] = len(msg.fixes)
         elif msg.type == messages.T_COMMAND_RESPONSE:
             out["counter"] = msg.counter
-            out["result"] = "accepted" if msg.result == messages.RESULT_ACCEPTED else "rejected"
+            out["result"] = RESULT_NAMES.get(msg.result or 0, str(msg.result))  # provisional is not rejected
             if msg.reason is not None:
                 out["reason"] = commands.REASON_NAMES.get(msg.reason, str(msg.reason))
         else:
