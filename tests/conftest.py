@@ -13,16 +13,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces" / "gpsd"
 DEMO_TRACE = REPO / "tools" / "data" / "demo-drive.log"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Mosquitto:
@@ -124,6 +119,11 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 # Issue 12: long soak variants carry @pytest.mark.soak; CI skips them, `pytest -m soak` runs them.
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "soak: a long fault soak, skipped unless selected with -m soak")
+    # Tests press Ctrl-C (SIGINT) on the CLIs they start. A shell without job control (a CI
+    # script's `pytest &`, nohup) starts pytest with SIGINT ignored, every child would inherit
+    # that and run on; a handler of our own is reset to the default in each child at exec.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

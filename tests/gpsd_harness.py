@@ -23,18 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from helpers import free_port
+
 WRITE_PAD_S = "0.002"  # gpsfake's per-sentence delay (0 on Linux by default: gpsd then drops lines)
 
 
 def have_gpsfake() -> bool:
     return shutil.which("gpsfake") is not None and (shutil.which("gpsd") is not None
                                                      or os.path.exists("/usr/sbin/gpsd"))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

@@ -4,6 +4,8 @@ over the wire: DUP on resends, in-flight never above Receive Maximum, packet siz
 
 `hold_acks()` stops forwarding what the broker sends (PUBACKs stay with the proxy), so the
 client's publishes stay in flight, as when a broker dies before acknowledging them.
+`cut_acks()` does that for good on the connections open now (new ones are not affected): a
+broker about to be killed acknowledges nothing more that the client could learn of.
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class MqttProxy:
         self.max_inflight = 0
         self._inflight: dict[int, set[int]] = {}
         self._held = threading.Event()
+        self._cut: set[int] = set()  # connections whose PUBACKs are never forwarded again
         self._lock = threading.Lock()
         self._conns = 0
         self._socks: list[socket.socket] = []
@@ -74,6 +77,10 @@ class MqttProxy:
 
     def hold_acks(self, on: bool = True) -> None:
         (self._held.set if on else self._held.clear)()
+
+    def cut_acks(self) -> None:
+        with self._lock:
+            self._cut.update(self._inflight)
 
     def publishes(self) -> list[Packet]:
         with self._lock:
@@ -119,7 +126,7 @@ class MqttProxy:
                 for first, size, body in split(buf):
                     packet = self._note(conn, upstream, first, size, body)
                     if not upstream and packet.kind == PUBACK:
-                        if self._held.is_set():
+                        if self._held.is_set() or conn in self._cut:
                             continue  # dropped: the client never learns of it, it stays in flight
                         with self._lock:
                             self._inflight[conn].discard(packet.mid or 0)

@@ -25,17 +25,13 @@ import geojson
 import gpxpy
 import pytest
 from conftest import DEMO_TRACE, Mosquitto
+from helpers import TCU, tcu
 
 from tcu.tools.backend import Backend
 
 TRIGGERS = ["--trigger", "theft@30+200", "--trigger", "crash@100", "--trigger", "roadside@350"]
 GPXTPX = "{http://www.garmin.com/xmlschemas/TrackPointExtension/v2}"
 ANSI = "\x1b["
-PYTHON_TCU = [sys.executable, "-m", "tcu.tools.cli"]
-
-
-def tcu(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PYTHON_TCU, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def on_pty(*args: str, stdout_too: bool = False, stdout_file: Path | None = None, timeout: float = 60) -> str:
@@ -48,7 +44,7 @@ def on_pty(*args: str, stdout_too: bool = False, stdout_file: Path | None = None
         env.pop(name, None)
     out = open(stdout_file, "wb") if stdout_file else None  # noqa: SIM115 - closed below
     stdout: Any = slave if stdout_too else (out or subprocess.DEVNULL)
-    proc = subprocess.Popen([*PYTHON_TCU, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=slave, env=env)
+    proc = subprocess.Popen([*TCU, *args], stdin=subprocess.DEVNULL, stdout=stdout, stderr=slave, env=env)
     os.close(slave)
     received = b""
     deadline = time.monotonic() + timeout
@@ -281,7 +277,7 @@ def test_watch_on_a_terminal_draws_a_table(store: Store) -> None:
 
 
 def test_live_receiver_prints_session_lines_when_piped(mosquitto: Mosquitto) -> None:
-    backend = subprocess.Popen([*PYTHON_TCU, "backend", "--broker", mosquitto.url, "--live", "--count", "6",
+    backend = subprocess.Popen([*TCU, "backend", "--broker", mosquitto.url, "--live", "--count", "6",
                                 "--client-id", "live-%d" % time.monotonic_ns()],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -334,7 +330,7 @@ def test_export_shows_a_bar_on_a_terminal(store: Store, tmp_path: Path) -> None:
 def test_watch_follows_a_store_while_the_backend_writes_it(mosquitto: Mosquitto, tmp_path: Path) -> None:
     path = tmp_path / "growing.db"
     backend = Backend(mosquitto.url, client_id="grow-%d" % time.monotonic_ns(), persistent=False, store=str(path))
-    watch = subprocess.Popen([*PYTHON_TCU, "backend", "watch", "--store", str(path), "--count", "6",
+    watch = subprocess.Popen([*TCU, "backend", "watch", "--store", str(path), "--count", "6",
                               "--interval", "0.05"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         result = tcu("replay", str(DEMO_TRACE), "--trigger", "roadside@3", "--trigger", "assist@6",

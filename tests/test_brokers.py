@@ -7,8 +7,6 @@ refused when others can read it, never shown."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -17,6 +15,7 @@ from urllib.parse import quote
 
 import pytest
 from brokers import MOSQUITTO, PASSWORD, USER, aedes, auth_files, mosquitto
+from helpers import tcu
 
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.credentials import Credentials
@@ -25,11 +24,6 @@ from tcu.tools.backend import Backend
 
 TRACE = "quectel-l76k-dual.log"  # 130 s at 1 Hz
 KEY_HEX = bytes(range(32)).hex()
-
-
-def tcu(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args],
-                          capture_output=True, text=True, timeout=timeout)
 
 
 @contextmanager

@@ -12,9 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import stop, tcu, wait_until
 from hypothesis import given
 from hypothesis import strategies as st
-from test_daemon import LiveGps, tcu, wait_until
+from test_daemon import LiveGps
 
 from tcu.emulator.config import Config, changes, read_file, resolve
 from tcu.firmware import services as sv
@@ -219,13 +220,7 @@ class RunningUnit:
         return json.loads(tcu("status", "--json", "--control", self.control).stdout)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
+        return stop(self.proc)
 
 
 def test_a_reload_narrows_new_sessions_keeps_active_ones_and_survives_a_bad_edit(mosquitto, tmp_path: Path) -> None:
@@ -352,10 +347,12 @@ def test_trigger_inputs_from_the_config_and_a_reload_that_swaps_them(mosquitto, 
         assert wait_until(lambda: [s["trigger"] for s in unit.status()["sessions"]] == ["theft"])
         path.write_text(text.replace("[gps]", 'inputs = ["fifo:%s"]\n[gps]' % fifo_b))
         os.kill(unit.proc.pid, signal.SIGHUP)
-        assert wait_until(lambda: fifo_b.exists() and not fifo_a.exists())
+        # the summary is logged once the whole reload is done, which can be after fifo_b
+        # already took a command: wait for it, not for the pipes
+        assert wait_until(lambda: "applied unit.inputs;" in unit.log.read_text()), unit.log.read_text()
+        assert fifo_b.exists() and not fifo_a.exists()
         fifo_b.write_text("clear theft\n")
         assert wait_until(lambda: unit.status()["state"] == "dormant")
-        assert "applied unit.inputs;" in unit.log.read_text()
         assert unit.stop() == 0 and not fifo_b.exists()
     finally:
         unit.stop()

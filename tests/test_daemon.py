@@ -16,6 +16,7 @@ from functools import reduce
 from pathlib import Path
 
 import pytest
+from helpers import tcu, wait_until
 
 from tcu.tools.backend import Backend
 
@@ -60,19 +61,6 @@ class LiveGps:
         self._thread.join(3)
         os.close(self.master)
         os.close(self._slave)
-
-
-def tcu(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], capture_output=True, text=True, timeout=30)
-
-
-def wait_until(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_run_trigger_status_and_a_clean_stop(mosquitto, tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,7 +20,8 @@ from typing import Any
 
 import pytest
 from conftest import DEMO_TRACE, Mosquitto, free_port
-from test_e2e_unit import tcu, wait_until
+from helpers import stop, tcu
+from test_e2e_unit import wait_until
 
 from tcu.protocol import messages
 from tcu.tools.backend import Backend
@@ -84,13 +84,7 @@ class Rig:
 
     def close(self) -> None:
         for proc in reversed(self.procs):
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(5)
+            stop(proc)
         self.backend.close()
 
 

@@ -19,7 +19,6 @@ import itertools
 import json
 import math
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import stop, tcu
 
 from tcu.protocol import messages
 from tcu.tools.sessions import Session, load_sessions
@@ -37,10 +37,6 @@ from tcu.tools.sessions import Session, load_sessions
 TRACE = "ublox-8.log"  # a u-blox M8 standing still: 72 one-second fixes, every position distinct
 Position = tuple[int, int]  # lat, lon in 1e-7 degrees, as on the wire
 UNITS = itertools.count(1)  # a unit id per test: the store and the broker may hold earlier ones
-
-
-def tcu(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "tcu.tools.cli", *args], capture_output=True, text=True, timeout=30)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
@@ -58,17 +54,6 @@ def spawn(log: Path, *args: str) -> subprocess.Popen[bytes]:
     """A `tcu` subprocess, its output to a file (a pipe nobody reads could block it)."""
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "tcu.tools.cli", *args], stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM by PID, then SIGKILL if it does not go."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def unix_s(iso: str) -> float:

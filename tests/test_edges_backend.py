@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from test_daemon import tcu, wait_until
+from helpers import tcu, wait_until
 
 from tcu.emulator.crypto import seal_uplink
 from tcu.emulator.uplink import uplink_topic

@@ -7,11 +7,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from test_daemon import LiveGps, tcu, wait_until
+from helpers import tcu, wait_until
+from mqtt_proxy import MqttProxy
+from test_daemon import LiveGps
 
 from tcu.emulator.replay import Replay, parse_trigger
 from tcu.firmware.errors import UsageError
@@ -84,24 +85,24 @@ def test_record_stopped_by_sigterm_prints_its_summary(tmp_path: Path) -> None:
     assert "tcu record: " in err and "valid sentences" in err and "Traceback" not in err
 
 
-def test_an_interrupted_replay_says_what_is_still_in_its_outbox(fresh_mosquitto, tmp_path: Path) -> None:
-    """The broker stops answering mid-replay (SIGSTOP): Ctrl-C names the pending uplinks."""
+def test_an_interrupted_replay_says_what_is_still_in_its_outbox(mosquitto, tmp_path: Path) -> None:
+    """The broker's PUBACKs never reach the replay (a proxy holds them): Ctrl-C names the
+    pending uplinks. (Stopping the broker once the replay connected raced with a replay that
+    delivered everything first on a loaded machine.)"""
     outbox = tmp_path / "outbox"
     trace = str(Path(__file__).resolve().parents[1] / "tools" / "data" / "demo-drive.log")
-    proc = subprocess.Popen([*CLI, "replay", trace, "--trigger", "theft@0", "--broker", fresh_mosquitto.url,
+    proxy = MqttProxy(mosquitto.port)
+    proxy.hold_acks()  # from the first PUBLISH on, everything stays in flight
+    proc = subprocess.Popen([*CLI, "replay", trace, "--trigger", "theft@0", "--broker", proxy.url,
                              "--outbox", str(outbox), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert fresh_mosquitto.proc is not None
     try:
-        deadline = time.monotonic() + 20  # the replay takes about a second once connected
-        while "New client connected" not in fresh_mosquitto.log.read_text() and time.monotonic() < deadline:
-            time.sleep(0.005)
-        os.kill(fresh_mosquitto.proc.pid, signal.SIGSTOP)  # no PUBACK from now on
-        time.sleep(2.0)
+        # the status message goes first on a connection: a second PUBLISH is an uplink
+        assert wait_until(lambda: len(proxy.publishes()) >= 2, timeout=30), "the replay sent no uplink"
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=30)
     finally:
-        os.kill(fresh_mosquitto.proc.pid, signal.SIGCONT)
+        proxy.close()
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)

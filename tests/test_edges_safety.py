@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from test_daemon import LiveGps, tcu, wait_until
+from helpers import tcu, wait_until
+from test_daemon import LiveGps
 
 from tcu.emulator.state_lock import StateLock
 from tcu.firmware.errors import SourceError, UsageError

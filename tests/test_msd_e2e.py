@@ -9,7 +9,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from test_e2e_unit import Position, Rig, keys, rig, tcu, trace_fixes, wait_until  # noqa: F401  (fixtures)
+from helpers import tcu
+from test_e2e_unit import Position, Rig, keys, rig, trace_fixes, wait_until  # noqa: F401  (fixtures)
 
 from tcu.emulator import msd
 from tcu.tools.sessions import Session

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from conftest import Mosquitto
+from mqtt_proxy import MqttProxy
 from wire_check import assert_valid
 
 from tcu.emulator.link import DurableUplink
@@ -24,7 +26,8 @@ from tcu.emulator.replay import parse_trigger
 from tcu.emulator.uplink import status_topic
 from tcu.firmware.errors import LinkError
 from tcu.protocol import messages
-from tcu.tools.backend import Backend
+from tcu.tools import backend as backend_module
+from tcu.tools.backend import BATCH_S, Backend
 from tcu.tools.replay_cmd import replay_to_broker
 
 DRAIN_BOUND_S = 2.0  # the issue: after the broker comes back the backlog starts draining within 2 s
@@ -43,19 +46,33 @@ def wait_for_autosave(workdir: Path, since: float) -> None:
         time.sleep(0.05)
 
 
+def kill_once_saved(broker: Mosquitto, proxy: MqttProxy) -> None:
+    """SIGKILL the broker with the unit's latest publishes in flight, but only once it saved
+    what it acknowledged: Mosquitto sends a PUBACK before its next save (every second), so a
+    SIGKILL loses the messages it acknowledged since, with no unit at fault (a subscriber that
+    acknowledges slowly leaves more of them queued in the broker). From the cut on, the unit
+    learns of no acknowledgement; the save after it holds every one it did learn of."""
+    proxy.cut_acks()
+    wait_for_autosave(broker.config.parent, time.time())
+    broker.stop(signal.SIGKILL)
+
+
+@pytest.mark.parametrize("flush_s", [BATCH_S, 0.3], ids=["backend", "slow-backend"])
 def test_broker_killed_and_restarted_during_a_crash_session_loses_nothing(
-        fresh_mosquitto, tmp_path: Path, figures) -> None:
+        fresh_mosquitto, tmp_path: Path, figures, monkeypatch: pytest.MonkeyPatch, flush_s: float) -> None:
+    monkeypatch.setattr(backend_module, "BATCH_S", flush_s)  # slow: acknowledged to the broker late
     backend = backend_for(fresh_mosquitto.url, tmp_path, "backend-broker-kill")
     wait_for_autosave(fresh_mosquitto.config.parent, time.time())
     actions = crash_and_sos_uplinks(300)  # one crash session: start and 299 reports
+    proxy = MqttProxy(fresh_mosquitto.port)
     try:
-        with DurableUplink(fresh_mosquitto.url, "unit-bk", str(tmp_path / "outbox"), keepalive_s=2) as uplink:
+        with DurableUplink(proxy.url, "unit-bk", str(tmp_path / "outbox"), keepalive_s=2) as uplink:
             for i, action in enumerate(actions):
                 uplink.send(action)  # an active session, reporting in bursts
                 if i % 25 == 24:
                     time.sleep(0.05)
                 if i == 101:  # right after a burst: some of it is in flight
-                    fresh_mosquitto.stop(signal.SIGKILL)
+                    kill_once_saved(fresh_mosquitto, proxy)
                 elif i == 200:
                     fresh_mosquitto.start()
                     back_at = time.monotonic()
@@ -72,6 +89,7 @@ def test_broker_killed_and_restarted_during_a_crash_session_loses_nothing(
                     stats.connects, (stats.first_ack_at or 0) - back_at))
     finally:
         backend.close()
+        proxy.close()
     assert lost == 0 and unique == len(actions)
     assert [r["seq"] for r in backend.records] == [a.seq for a in actions]  # in order, first arrivals
     assert stats.connects >= 2 and stats.first_ack_at is not None
@@ -197,8 +215,7 @@ def test_status_is_online_while_connected_and_offline_after(mosquitto, tmp_path:
 
 
 def test_a_broker_that_refuses_a_publish_is_not_delivery(tmp_path: Path) -> None:
-    from conftest import Mosquitto  # a broker with an ACL: MQTT 5 PUBACK 0x87 for this unit
-
+    # a broker with an ACL: MQTT 5 PUBACK 0x87 for this unit
     broker = Mosquitto(tmp_path)
     acl = tmp_path / "acl"
     acl.write_text("topic readwrite tcu/v1/allowed/#\ntopic readwrite tcu/v1/denied/status\n")

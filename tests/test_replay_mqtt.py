@@ -17,7 +17,7 @@ import cbor2
 import paho.mqtt.client as mqtt
 import pynmea2
 import pytest
-from test_daemon import wait_until
+from helpers import wait_until
 from wire_check import assert_valid
 
 from tcu.protocol import messages

@@ -78,9 +78,13 @@ class Store:
 
     # -- schema
     def version(self) -> int:
-        """The store's schema version: 0 for a pre-versioning store, -1 for an empty one."""
+        """The store's schema version: 0 for a pre-versioning store, -1 for an empty one.
+        uplinks is looked at first: a new store's two tables appear in one commit, which can
+        land between the two looks; in this order that reads as the new store it is, in the
+        other as uplinks without schema_version, a pre-versioning store to refuse."""
+        has_uplinks = self._has_table("uplinks")
         if not self._has_table("schema_version"):
-            return 0 if self._has_table("uplinks") else -1
+            return 0 if has_uplinks else -1
         row = self._query("SELECT MAX(version) FROM schema_version")[0]
         return int(row[0] or 0)
 
