@@ -16,7 +16,25 @@ import pytest
 from helpers import free_port
 
 REPO = Path(__file__).resolve().parents[1]
-TRACES = REPO.parent / "shared" / "traces" / "gpsd"
+SHARED_TRACES = REPO.parent / "shared" / "traces" / "gpsd"
+SUBSET_TRACES = REPO / "tests" / "data" / "traces"
+
+
+def _traces() -> Path:
+    """The recorded gpsd logs the tests read: $TCU_TRACES if set (it must exist), else the full
+    corpus at ../shared/traces/gpsd, else the subset shipped in tests/data/traces (README,
+    "Recorded traces"). Tests that go over every log go over the directory chosen here."""
+    chosen = os.environ.get("TCU_TRACES")
+    if chosen:
+        path = Path(chosen).resolve()
+        if not path.is_dir():
+            raise pytest.UsageError("TCU_TRACES=%s is not a directory" % chosen)
+        return path
+    return SHARED_TRACES if SHARED_TRACES.is_dir() else SUBSET_TRACES
+
+
+TRACES = _traces()
+FULL_CORPUS = TRACES.resolve() != SUBSET_TRACES.resolve()
 DEMO_TRACE = REPO / "tools" / "data" / "demo-drive.log"
 
 
@@ -74,10 +92,23 @@ def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
     broker.stop()
 
 
+def traces_line() -> str:
+    count = len(list(TRACES.glob("*.log")))
+    if FULL_CORPUS:
+        return "traces: full corpus at %s (%d logs)" % (_shown(TRACES), count)
+    return "traces: the %d-log subset in %s" % (count, _shown(TRACES))
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return traces_line()
+
+
+def _shown(path: Path) -> str:
+    return os.path.relpath(path, REPO) if path.is_relative_to(REPO.parent) else str(path)
+
+
 @pytest.fixture(scope="session")
 def traces() -> Path:
-    if not TRACES.is_dir():
-        pytest.skip("the shared gpsd traces are not beside the repository (%s)" % TRACES)
     return TRACES
 
 
@@ -110,6 +141,8 @@ def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if terminalreporter.verbosity < 0:  # -q shows no header: say which traces ran here
+        terminalreporter.write_line(traces_line())
     if FIGURES:
         terminalreporter.section("figures (fault tests, privacy state machine)")
         for line in FIGURES:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from gpsd_harness import GpsFake, free_port, gpsd_fixes, have_gpsfake, run_log
 
 from tcu.firmware.errors import SourceError
@@ -20,7 +21,6 @@ from tcu.hal.gpsd import GpsdConnection, GpsdStream, parse_url, tpv_fix
 from tcu.tools.fixes_cmd import fix_to_json
 
 DATA = Path(__file__).parent / "data"
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 # A representative subset for CI (~15 s): NMEA from a u-blox 8, the same epochs as UBX NAV-PVT
 # only, and NMEA with NAV-PVT on one stream.
 SUBSET = [TRACES / "ublox-8.log", DATA / "gnss-ubx-nav-pvt.log", DATA / "gnss-ubx-mixed.log"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,7 +23,6 @@ from tcu.hal.scan import SentenceScanner
 from tcu.hal.source_base import Closing
 from tcu.hal.sources import open_source
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 EXCERPT = Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log"
 USED = fast.USED_TYPES
 
@@ -82,7 +82,6 @@ def receiver_bytes(path: Path) -> bytes:
     return out
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 @pytest.mark.parametrize("name", _logs())
 def test_real_logs_scanner_and_decoder_match_framer_and_pynmea2(name: str) -> None:
     data = receiver_bytes(TRACES / name)
@@ -192,7 +191,6 @@ def test_idle_scanner_never_raises_and_ignores_chunking(data: bytes, chunk: int)
     assert {tod for _, tod, _ in whole} <= valid
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 def test_the_idle_path_dates_its_heartbeats_on_every_log_with_fixes() -> None:
     """The replay's clock runs on heartbeats while dormant: a log whose fixes have a date must
     give dated heartbeats too, whatever order its receiver sends GGA and RMC in."""

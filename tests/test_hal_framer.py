@@ -5,13 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcu.hal.framer import NmeaFramer, nmea_checksum
 from tcu.hal.sources import open_source
-
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 
 GGA = "$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47"
 RMC = "$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6A"
@@ -191,14 +190,12 @@ def _echo_logs() -> list[str]:
                   and b"\n$" in Path(str(p) + ".chk").read_bytes())
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 @pytest.mark.parametrize("name", _echo_logs())
 def test_real_log_sentences_equal_those_gpsd_accepted(name: str) -> None:
     out, _ = _framed_log(TRACES / name)
     assert out == _echoed(TRACES / (name + ".chk"))
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 def test_real_log_rejections_are_counted() -> None:
     _, framer = _framed_log(TRACES / "gp-320fw-2019-04-07-coldboot.log")
     assert framer.counts["no_checksum"] >= 1

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +16,6 @@ from tcu.hal import iter_fixes
 from tcu.hal.framer import nmea_checksum
 from tcu.hal.nmea import EpochAssembler
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 ROLLOVER_MS = 1024 * 7 * 86_400_000  # gpsd shifts some old dates by 1024 GPS weeks
 
 T0 = 764426119000  # 1994-03-23T12:35:19Z
@@ -187,7 +187,6 @@ def assert_same_positions(ours: dict[int, tuple[float, float]],
         assert abs(ours[key][0] - lat) <= 1e-6 and abs(ours[key][1] - lon) <= 1e-6, key
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 @pytest.mark.parametrize("name", [
     "ublox-8.log",  # u-blox MAX-M8Q, GN talker, multi-constellation
     "bu353s4.log",  # SiRF-IV
@@ -203,7 +202,6 @@ def test_real_log_matches_gpsd_exactly(name: str) -> None:
     assert_same_positions(ours, gpsd)
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 def test_mtk_log_every_gpsd_fix_and_only_its_missing_first_one() -> None:
     # gpsd does not report the first valid epoch after a no-fix period (08:14:36): its
     # RMC and GGA are both valid, so the HAL does.
@@ -212,7 +210,6 @@ def test_mtk_log_every_gpsd_fix_and_only_its_missing_first_one() -> None:
     assert len(set(ours) - set(gpsd)) == 1 and min(ours) not in gpsd
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 def test_log_with_date_from_zda_and_1024_week_shift() -> None:
     # firefly-II: its GGA all have bad checksums; RMC gives position, gpsd shifts the date.
     ours, gpsd = our_fixes(TRACES / "firefly-II.log"), gpsd_fixes(TRACES / "firefly-II.log.chk")

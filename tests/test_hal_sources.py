@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -25,7 +26,6 @@ from tcu.hal.source_base import Source
 from tcu.hal.sources import CHUNK, SerialSource, TraceFile, open_source
 from tcu.tools import fixes_cmd
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
 EXCERPT = Path(__file__).parent / "data" / "ublox-lea-4h-excerpt.log"
 
 
@@ -156,7 +156,6 @@ def test_real_pty_serial_gives_the_same_fixes_as_the_trace() -> None:
     assert got == expected  # the last epoch comes out on the idle timeout
 
 
-@pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 def test_real_pty_with_binary_frames_from_a_real_log() -> None:
     log = TRACES / "ac12_binary.log"  # Ashtech: NMEA with binary $PASHR,MCA frames
     expected = list(iter_fixes(str(log)))

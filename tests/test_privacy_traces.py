@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 from gpsd_harness import GpsFake, have_gpsfake
 
 from tcu.emulator.replay import Replay, ReplayStats, TriggerWindow
@@ -18,8 +19,7 @@ from tcu.hal.gnss_time import RolloverCorrector
 from tcu.hal.gpsd import GpsdStream
 from tcu.protocol import messages
 
-TRACES = Path(__file__).resolve().parents[1].parent / "shared" / "traces" / "gpsd"
-LOGS = sorted(TRACES.glob("*.log")) if TRACES.is_dir() else []
+LOGS = sorted(TRACES.glob("*.log"))
 # UBX NAV-PVT only, NMEA with NAV-PVT, and the foreign framings (tests/data/gnss-*).
 LOCAL = sorted((Path(__file__).parent / "data").glob("gnss-*"))
 SERVICES = sv.default_services()
@@ -48,7 +48,7 @@ def test_no_trigger_no_position_ubx_and_foreign_logs(log: Path) -> None:
     assert msgs == [] and sent_bytes == 0 and stats.fixes == 0  # type: ignore[attr-defined]
 
 
-@pytest.mark.skipif(not have_gpsfake() or not LOGS, reason="gpsd/gpsfake or the traces missing")
+@pytest.mark.skipif(not have_gpsfake(), reason="gpsd/gpsfake missing")
 def test_no_trigger_no_position_through_gpsd(monkeypatch: pytest.MonkeyPatch) -> None:
     """The unit on a real gpsd (gpsfake on a NMEA log): dormant, it decodes no TPV at all."""
     monkeypatch.setattr("tcu.hal.gpsd.tpv_fix", lambda *a: pytest.fail("a TPV was decoded while dormant"))
@@ -60,7 +60,6 @@ def test_no_trigger_no_position_through_gpsd(monkeypatch: pytest.MonkeyPatch) ->
     assert sent == [] and stats.fixes == 0 and stats.dormant_seconds >= 70
 
 
-@pytest.mark.skipif(not LOGS, reason="gpsd traces not beside the repository")
 @pytest.mark.parametrize("log", LOGS, ids=[p.name for p in LOGS])
 def test_no_trigger_no_position(log: Path) -> None:
     msgs, sent_bytes, stats = replay(log, [])
@@ -68,7 +67,6 @@ def test_no_trigger_no_position(log: Path) -> None:
     assert stats.fixes == 0  # the HAL never even parsed a position
 
 
-@pytest.mark.skipif(not LOGS, reason="gpsd traces not beside the repository")
 @pytest.mark.parametrize("log", LOGS, ids=[p.name for p in LOGS])
 def test_located_uplinks_fall_inside_random_windows(log: Path) -> None:
     rng = random.Random(log.name)

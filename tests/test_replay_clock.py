@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
+from conftest import TRACES
 
 from tcu.emulator.replay import Replay, TriggerWindow
 from tcu.firmware import services as sv
@@ -17,9 +17,6 @@ from tcu.hal import iter_fixes
 from tcu.hal.gnss_time import KNOWN_GOOD_EPOCH_MS, ROLLOVER_MS
 from tcu.protocol import messages
 from tcu.tools.replay_cmd import clock_summary
-
-TRACES = Path(__file__).resolve().parents[2] / "shared" / "traces" / "gpsd"
-pytestmark = pytest.mark.skipif(not TRACES.is_dir(), reason="gpsd traces not beside the repository")
 
 
 def splice(tmp_path: Path, names: list[str]) -> str:

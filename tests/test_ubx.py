@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import TRACES
 
 from tcu.firmware.fix import Fix
 from tcu.hal import Heartbeat, iter_fixes
@@ -59,12 +60,10 @@ def test_frames_cut_anywhere_and_noise_between() -> None:
 def test_the_ubx_log_and_the_mixed_log() -> None:
     ubx = list(iter_fixes(str(DATA / "gnss-ubx-nav-pvt.log")))
     assert len(ubx) == 71  # 72 epochs of ublox-8.log, one flagged gnssFixOK=0
-    nmea = list(iter_fixes(str(Path(__file__).resolve().parents[1].parent / "shared/traces/gpsd/ublox-8.log"))) \
-        if (Path(__file__).resolve().parents[1].parent / "shared/traces/gpsd/ublox-8.log").exists() else None
+    nmea = list(iter_fixes(str(TRACES / "ublox-8.log")))
     mixed = list(iter_fixes(str(DATA / "gnss-ubx-mixed.log")))
     assert len(mixed) == 24 and len({f.time_ms for f in mixed}) == 24  # one fix per epoch, not two
-    if nmea is not None:
-        assert [(f.time_ms, f.lat_e7, f.lon_e7) for f in mixed] == [(f.time_ms, f.lat_e7, f.lon_e7) for f in nmea[:24]]
+    assert [(f.time_ms, f.lat_e7, f.lon_e7) for f in mixed] == [(f.time_ms, f.lat_e7, f.lon_e7) for f in nmea[:24]]
 
 
 def test_the_idle_path_never_parses_a_position(monkeypatch: pytest.MonkeyPatch) -> None:
