@@ -24,12 +24,18 @@ import threading
 import time
 from pathlib import Path
 
+from tcu.emulator.control_text import FORMATS, frame, render
+
 REPO = Path(__file__).resolve().parents[1]
 TARGET = 1.5
+STATUS = {"unit": "unit-0001", "boot": 1, "state": "dormant", "indicator": False, "sessions": [],
+          "gps": {"source": "/dev/ttyACM0", "alive": True, "has_fix": True, "last_fix_age_s": 0.4},
+          "link": {"connected": True, "acked": 12, "outbox": 0}}
 
 
 def serve(path: str) -> None:
-    """Answer every request like a unit's control socket: one JSON line each way."""
+    """Answer every request like a unit's control socket (emulator/daemon.py): a JSON line, or
+    the text frame `tcu` asks for, rendered by the unit's own code."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(16)
@@ -46,8 +52,11 @@ def serve(path: str) -> None:
                     data += chunk
                 request = json.loads(data or b"{}")
                 answer = {"ok": True, "indicator": True} if request.get("op") != "status" else {
-                    "ok": True, "status": {"state": "dormant", "sessions": []}}
-                conn.sendall(json.dumps(answer).encode() + b"\n")
+                    "ok": True, "status": STATUS}
+                if request.get("format") in FORMATS:  # as emulator/daemon.py answers `tcu`
+                    conn.sendall(frame(*render(request, answer, lambda: STATUS)))
+                else:
+                    conn.sendall(json.dumps(answer).encode() + b"\n")
 
     threading.Thread(target=loop, daemon=True).start()
 

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print("tcu " + _version())
         return 0
     args: argparse.Namespace | SimpleNamespace | None = None
-    if argv and argv[0] in ("trigger", "status"):  # the tester's hot path: no argparse
+    if argv and argv[0] in ("trigger", "status", "reload"):  # the tester's hot path: no argparse
         from tcu.tools.control_cmd import fast_args
 
         args = fast_args(argv)
