@@ -20,8 +20,8 @@ if TYPE_CHECKING:
 COMMANDS = {
     "replay": "replay_cmd", "fixes": "fixes_cmd", "backend": "backend", "demo": "demo",
     "record": "record_cmd", "replay-serial": "replay_serial_cmd", "doctor": "doctor_cmd",
-    "audit": "audit_cmd", "run": "run_cmd", "trigger": "control_cmd", "status": "control_cmd",
-    "reload": "control_cmd", "msd": "msd_cmd", "modem-sim": "modem_sim_cmd", "fleet": "fleet_cmd",
+    "audit": "audit_cmd", "run": "run_cmd", "trigger": "control_parser", "status": "control_parser",
+    "reload": "control_parser", "msd": "msd_cmd", "modem-sim": "modem_sim_cmd", "fleet": "fleet_cmd",
 }
 
 

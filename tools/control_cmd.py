@@ -17,7 +17,7 @@ from types import SimpleNamespace
 from tcu.firmware.errors import LinkError, UsageError
 
 TYPE_CHECKING = False
-if TYPE_CHECKING:  # neither is imported at run time: `tcu trigger` starts as fast as it can
+if TYPE_CHECKING:  # not imported at run time: `tcu trigger` starts as fast as it can
     import argparse
 
 DEFAULT_STATE = "tcu-state"
@@ -97,33 +97,6 @@ def say(path: str, fields: dict[str, str | bool], timeout_s: float = 5.0) -> int
     code, stream, text = answer_of(path, fields, timeout_s)
     (sys.stdout if stream == "out" else sys.stderr).write(text)
     return code
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    names = ", ".join(KINDS)
-    trigger = subparsers.add_parser(
-        "trigger", help="raise, clear or cancel a trigger on the running unit",
-        usage="tcu trigger [clear|cancel] KIND [--control PATH | --state DIR]",
-        description="tcu trigger KIND | tcu trigger clear KIND | tcu trigger cancel KIND; KIND: %s" % names)
-    trigger.add_argument("words", nargs="+", metavar="[clear|cancel] KIND")
-    trigger.add_argument("--test", action="store_true",
-                         help="crash or sos: a test call (the MSD's testCall), never counted as a real emergency")
-    _where(trigger)
-    trigger.set_defaults(run=run_trigger)
-    status = subparsers.add_parser("status", help="the running unit's state, sessions, indicator, GPS, link, outbox")
-    status.add_argument("--json", action="store_true", help="the whole status as JSON")
-    _where(status)
-    status.set_defaults(run=run_status)
-    reload = subparsers.add_parser("reload", help="make the running unit re-read its config file (as SIGHUP)")
-    _where(reload)
-    reload.set_defaults(run=run_reload)
-
-
-def _where(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--control", default=None, metavar="PATH",
-                        help="the unit's control socket (default: %s)" % default_control())
-    parser.add_argument("--state", default=None, metavar="DIR",
-                        help="the unit's state directory (tcu run --state): its socket DIR/control.sock")
 
 
 def control_of(args: argparse.Namespace | SimpleNamespace) -> str:
