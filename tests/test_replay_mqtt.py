@@ -187,6 +187,9 @@ def test_demo_shows_no_location_before_the_first_trigger() -> None:
     assert "dormant for" in lines[first_on - 1] and "no position decoded" in lines[first_on - 1]
     assert sum(" report " in line for line in lines) >= 6
     assert "all received by the backend" in lines[-1]
+    # the crash session carries its eCall MSD as `tcu run` and `tcu replay` do; theft none
+    msd = [line for line in lines if "eCall MSD" in line]
+    assert len(msd) == 1 and "crash_notification  eCall MSD #1, automatic activation" in msd[0], msd
 
 
 def test_demo_of_a_trace_without_fixes_is_a_clear_error(tmp_path) -> None:

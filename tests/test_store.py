@@ -8,6 +8,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -147,3 +148,38 @@ def test_plot_reads_postgres(both_stores: tuple[str, str, int], tmp_path: Path) 
     result = tcu("backend", "plot", "--store", both_stores[1], "-o", str(png), "--quiet")
     assert result.returncode == 0, result.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
+def test_workers_starting_together_on_a_new_store_all_start(engine: str, request: pytest.FixtureRequest,
+                                                            tmp_path: Path) -> None:
+    """Several `tcu backend --share` workers started at once on an empty store (the bench's
+    2-worker phase): one creates it, the others wait on its lock and find it whole, never at an
+    intermediate version that they would refuse as an old store."""
+    server: Postgres | None = request.getfixturevalue("postgres") if engine == "postgresql" else None
+    for round_ in range(8):  # eight fresh stores, four workers racing on each
+        name = (server.new_database("race%d_%d" % (round_, time.monotonic_ns())) if server
+                else str(tmp_path / ("race-%d.db" % round_)))
+        barrier = threading.Barrier(4)
+        errors: list[Exception] = []
+
+        def start(name: str = name, barrier: threading.Barrier = barrier,
+                  errors: list[Exception] = errors) -> None:
+            barrier.wait()
+            try:
+                open_store(name, write=True).close()
+            except Exception as err:  # noqa: BLE001 - asserted below
+                errors.append(err)  # noqa: B023 - err is this handler's own
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert [str(err) for err in errors] == [], name
+        store = open_store(name)
+        try:
+            assert store.version() == SCHEMA_VERSION
+        finally:
+            store.close()

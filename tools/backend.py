@@ -264,6 +264,12 @@ def format_record(record: Record) -> str:
             head += "  %.0f km/h %d deg" % (record["speed"] * 3.6, record.get("course", 0))
     elif record["type"] == "session_end":
         head += "  (%s)" % record["reason"]
+    elif record["type"] == "session_start" and isinstance(record.get("msd"), dict):
+        control = record["msd"].get("control", {})
+        head += "  eCall MSD #%s, %s activation%s" % (
+            record["msd"].get("messageIdentifier", "?"),
+            "automatic" if control.get("automaticActivation") else "manual",
+            ", test call" if control.get("testCall") else "")
     elif record["type"] == "command_response":
         head += "  command %d %s%s" % (record["counter"], record["result"],
                                        " (%s)" % record["reason"] if record.get("reason") else "")

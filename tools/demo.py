@@ -10,6 +10,7 @@ from typing import Any
 
 from tcu.emulator.broker import EmbeddedBroker
 from tcu.emulator.link import DurableUplink
+from tcu.emulator.msd import Vehicle, encoder_for
 from tcu.emulator.replay import Replay, late_report, parse_trigger
 from tcu.emulator.uplink import ALL_UPLINKS
 from tcu.firmware.errors import LinkError, SourceError
@@ -69,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
                         unit_lines.append((now_ms, 1 if action.on else 3,
                                            "privacy indicator %s" % ("ON" if action.on else "off")))
 
-                replay = Replay(Unit(), windows, sink)
+                replay = Replay(Unit(msd_encoder=encoder_for(Vehicle())), windows, sink)
                 stats = replay.run_stream(stream)
                 uplink.drain()
             if not backend.wait_for(stats.uplinks, timeout_s=10):

@@ -83,8 +83,10 @@ class Store:
         return int(row[0] or 0)
 
     def migrate(self) -> tuple[int, int]:
-        """Upgrade to SCHEMA_VERSION, one step per transaction under the store's lock (two
-        workers starting on a new store do not race); returns (from, to)."""
+        """Upgrade to SCHEMA_VERSION under the store's lock, one step per transaction for an
+        existing store; returns (from, to). A new store is created at the current version in a
+        single transaction, so that a second worker starting beside the first never sees it
+        half-made (version 1 of 2) and refuses it as an old store."""
         start = self.version()
         if start > SCHEMA_VERSION:
             raise UsageError("--store %s: schema version %d is newer than this tcu's %d: upgrade tcu"
@@ -94,17 +96,26 @@ class Store:
                 version = self.version()  # again, under the lock
                 if version >= SCHEMA_VERSION:
                     break
-                if version <= 0:
-                    self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-                    if version == -1:  # a new store; 0 is the unversioned table, which is version 1's
-                        for sql in MIGRATIONS[self.engine][0]:
-                            self._execute(sql)
-                    self._execute("INSERT INTO schema_version VALUES (1)")
-                    continue
-                for sql in MIGRATIONS[self.engine][version]:
-                    self._execute(sql)
-                self._execute("INSERT INTO schema_version VALUES (%d)" % (version + 1))
+                fresh = version == -1
+                while version < SCHEMA_VERSION:
+                    version = self._step(version)
+                    if not fresh:
+                        break
         return start, SCHEMA_VERSION
+
+    def _step(self, version: int) -> int:
+        """One migration step inside the caller's transaction; the version it leaves."""
+        if version <= 0:
+            self._execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            if version == -1:  # a new store; 0 is the unversioned table, which is version 1's
+                for sql in MIGRATIONS[self.engine][0]:
+                    self._execute(sql)
+            self._execute("INSERT INTO schema_version VALUES (1)")
+            return 1
+        for sql in MIGRATIONS[self.engine][version]:
+            self._execute(sql)
+        self._execute("INSERT INTO schema_version VALUES (%d)" % (version + 1))
+        return version + 1
 
     def ready_for_writing(self) -> None:
         """A new store is created at the current version; an old or newer one is refused."""
