@@ -7,12 +7,13 @@ fresh `git clone` of REPO (the wheel's files, compiled by pip, in site-packages)
 `pip install -e CLONE` after `compileall` over the clone: an editable checkout that has its
 .pyc files, which REPO has not when PYTHONDONTWRITEBYTECODE is set. All with --no-deps: these
 commands import only the standard library and tcu (tests/test_imports.py and
-tests/test_control_client.py keep it so). A thread
-answers on a Unix control socket as `tcu run` does, so each command does its whole job.
+tests/test_control_client.py keep it so). A thread answers on a Unix control socket as
+`tcu run` does (a text frame rendered by the unit's code), so each command does its whole job.
 
 Run: python bench/spawn_time.py [--rounds N]    (default 40 rounds; reports p50, p90 and the
-ratio of each p50 to the bare interpreter's; the target is <= 1.5x; and whether the editable
-checkout had .pyc files: not with PYTHONDONTWRITEBYTECODE set)
+ratio of each p50 to the bare interpreter's, the target being <= 1.5x; the p50 CPU time of each
+child (user + system) and its ratio, steadier on a shared machine; the load; and whether the
+editable checkout had .pyc files: not with PYTHONDONTWRITEBYTECODE set)
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import importlib.util
 import json
 import os
+import resource
 import socket
 import statistics
 import subprocess
@@ -75,13 +77,16 @@ def venv(where: Path, *install: str) -> Path:
     return where / "bin"
 
 
-def spawn(argv: list[str]) -> float:
+def spawn(argv: list[str]) -> tuple[float, float]:
+    """(wall seconds from spawn to exit, the child's CPU seconds: user + system)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit("%s failed: %s" % (" ".join(argv), proc.stderr.decode().strip()))
-    return elapsed
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def bytecode_note() -> str:
@@ -115,20 +120,28 @@ def main(argv: list[str]) -> int:
             cases["tcu trigger crash (%s)" % label] = [str(bindir / "tcu"), "trigger", "crash", "--control", control]
             cases["tcu status --json (%s)" % label] = [str(bindir / "tcu"), "status", "--json", "--control", control]
         times: dict[str, list[float]] = {name: [] for name in cases}
+        cpu: dict[str, list[float]] = {name: [] for name in cases}
         for command in cases.values():
             spawn(command)  # warm the page cache and the .pyc files
         for _ in range(args.rounds):  # taking turns: load on a shared machine hits every case alike
             for name, command in cases.items():
-                times[name].append(spawn(command))
-    base = statistics.median(times["bare python -c pass"])
-    print("%-40s %8s %8s %7s" % ("command (%d rounds, same run)" % args.rounds, "p50 ms", "p90 ms", "x bare"))
+                wall, used = spawn(command)
+                times[name].append(wall)
+                cpu[name].append(used)
+    base, cpu_base = statistics.median(times["bare python -c pass"]), statistics.median(cpu["bare python -c pass"])
+    print("%-40s %8s %8s %7s %8s %7s" % ("command (%d rounds, same run)" % args.rounds, "p50 ms", "p90 ms", "x bare",
+                                         "CPU ms", "x bare"))
     worst = 0.0
     for name, samples in times.items():
         p50, p90 = statistics.median(samples), statistics.quantiles(samples, n=10)[-1]
         ratio = p50 / base
         worst = max(worst, ratio)
-        print("%-40s %8.1f %8.1f %7.2f" % (name, p50 * 1000, p90 * 1000, ratio))
+        used = statistics.median(cpu[name])
+        print("%-40s %8.1f %8.1f %7.2f %8.1f %7.2f" % (name, p50 * 1000, p90 * 1000, ratio, used * 1000,
+                                                      used / cpu_base))
     print("worst p50 ratio %.2fx bare (target <= %.1fx): %s" % (worst, TARGET, "ok" if worst <= TARGET else "OVER"))
+    print("load average %.2f %.2f %.2f on %d CPUs (CPU: the child's user + system time, p50; steadier than "
+          "wall time on a shared machine)" % (*os.getloadavg(), os.cpu_count() or 0))
     print(bytecode_note())
     return 0 if worst <= TARGET else 1
 
