@@ -24,8 +24,9 @@ from tcu.tools import cli, control_cmd
 
 LAUNCHER = Path(__file__).resolve().parents[1] / "src" / "bin" / "tcu"  # what `pip install` puts on PATH
 # What the hot path must not import: json (whose decoder imports re), re, enum (with functools,
-# a third of the old start-up), argparse, socket.py (enum again) and the service table.
-HEAVY = {"json", "re", "enum", "functools", "argparse", "socket", "tcu.firmware.services"}
+# a third of the old start-up), argparse, socket.py (enum again), the service table, and the
+# modules a bare interpreter does not load that it can do without (types, __future__).
+HEAVY = {"json", "re", "enum", "functools", "argparse", "socket", "tcu.firmware.services", "types", "__future__"}
 
 
 @pytest.fixture
@@ -55,6 +56,7 @@ def test_the_hot_path_imports_no_json_re_or_enum_and_says_the_same(unit: str) ->
     assert (done.returncode, done.stdout, done.stderr) == (
         0, "tcu trigger: trigger crash: done; privacy indicator ON\n", "")
     assert not imported & HEAVY, imported & HEAVY
+    assert "tcu.firmware.errors" not in imported  # loaded on the way to a failure only
     latched, imported = launch("trigger", "clear", "crash", "--control", unit)
     assert latched.returncode == 0 and "session 1 (crash_notification) is latched" in latched.stdout
     assert not imported & HEAVY

@@ -1,24 +1,39 @@
 """`tcu trigger`, `tcu status` and `tcu reload`: the tester's CLI on a running unit's control socket.
 
 The hot path of a tester's script, so it imports sys, os and _socket and nothing else (no
-argparse, no json, hence no re or enum; tests/test_imports.py): the request line is written
+argparse, no json, hence no re or enum; tests/test_control_client.py): the request line is written
 here, the unit answers with the very lines to print in a text frame (emulator/control_text.py),
 and the client copies them out. A unit that answers a JSON line (older than the text frames)
 is read through tools/control_json.py instead. README: "Spawn time".
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` (it imports the __future__ module at run time): the
+# annotations that name argparse are strings.
 import _socket  # socket.py's wrappers (and the enum module they import) cost more than this whole request
 import os
 import sys
-from types import SimpleNamespace
-
-from tcu.firmware.errors import LinkError, UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # not imported at run time: `tcu trigger` starts as fast as it can
     import argparse
+    from types import SimpleNamespace
+
+    from tcu.firmware.errors import LinkError, UsageError
+else:
+    SimpleNamespace = type(sys.implementation)  # as types.py defines it, without importing types
+
+
+def usage_error(message: str) -> "UsageError":
+    """A UsageError; tcu.firmware.errors is loaded only on the way to a failure."""
+    from tcu.firmware.errors import UsageError
+
+    return UsageError(message)
+
+
+def link_error(message: str) -> "LinkError":
+    from tcu.firmware.errors import LinkError
+
+    return LinkError(message)
 
 DEFAULT_STATE = "tcu-state"
 # The local triggers' names (firmware/services.py TRIGGERS_BY_NAME, which this module does not
@@ -62,9 +77,9 @@ def exchange(path: str, line: bytes, timeout_s: float) -> bytes:
         finally:
             sock.close()
     except (FileNotFoundError, ConnectionRefusedError):
-        raise LinkError("no unit is listening on %s (is `tcu run` running? --control or TCU_CONTROL)" % path) from None
+        raise link_error("no unit is listening on %s (is `tcu run` running? --control or TCU_CONTROL)" % path) from None
     except OSError as err:
-        raise LinkError("the unit's control socket %s: %s" % (path, err.strerror or err)) from None
+        raise link_error("the unit's control socket %s: %s" % (path, err.strerror or err)) from None
     return data
 
 
@@ -88,7 +103,7 @@ def answer_of(path: str, fields: dict[str, str | bool], timeout_s: float = 5.0) 
     header, _, body = data.partition(b"\n")
     words = header.split(b" ")
     if len(words) != 4 or words[0] != b"text" or not words[1].isdigit() or words[2] not in (b"out", b"err"):
-        raise LinkError("the unit at %s gave no answer" % path)
+        raise link_error("the unit at %s gave no answer" % path)
     return int(words[1]), words[2].decode(), body.decode()
 
 
@@ -99,9 +114,9 @@ def say(path: str, fields: dict[str, str | bool], timeout_s: float = 5.0) -> int
     return code
 
 
-def control_of(args: argparse.Namespace | SimpleNamespace) -> str:
+def control_of(args: "argparse.Namespace | SimpleNamespace") -> str:
     if args.control and args.state:
-        raise UsageError("give --control PATH or --state DIR, not both")
+        raise usage_error("give --control PATH or --state DIR, not both")
     return str(args.control or (os.path.join(args.state, "control.sock") if args.state else default_control()))
 
 
@@ -137,36 +152,36 @@ def fast_args(argv: list[str]) -> SimpleNamespace | None:
 def parse_words(words: list[str]) -> tuple[str, str]:
     """['crash'] -> ('trigger', 'crash'); ['clear', 'theft'] -> ('clear', 'theft')."""
     if len(words) == 1 and words[0] in ("clear", "cancel"):
-        raise UsageError("`tcu trigger %s` needs the trigger to %s: tcu trigger %s KIND (KIND: %s)" % (
+        raise usage_error("`tcu trigger %s` needs the trigger to %s: tcu trigger %s KIND (KIND: %s)" % (
             words[0], words[0], words[0], ", ".join(KINDS)))
     if len(words) == 1:
         op, kind = "trigger", words[0]
     elif len(words) == 2 and words[0] in ("clear", "cancel"):
         op, kind = words
     else:
-        raise UsageError("expected `tcu trigger KIND`, `tcu trigger clear KIND` or `tcu trigger cancel KIND`")
+        raise usage_error("expected `tcu trigger KIND`, `tcu trigger clear KIND` or `tcu trigger cancel KIND`")
     if kind not in KINDS:  # only now the service table, for its specific message
         from tcu.firmware.services import trigger_code
 
         trigger_code(kind)
-        raise UsageError("unknown trigger %r (known: %s)" % (kind, ", ".join(KINDS)))
+        raise usage_error("unknown trigger %r (known: %s)" % (kind, ", ".join(KINDS)))
     return op, kind
 
 
-def run_trigger(args: argparse.Namespace | SimpleNamespace) -> int:
+def run_trigger(args: "argparse.Namespace | SimpleNamespace") -> int:
     op, kind = parse_words(args.words)
     fields: dict[str, str | bool] = {"op": op, "kind": kind, "format": "text"}
     if args.test:
         if op != "trigger" or kind not in ("crash", "sos"):
-            raise UsageError("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
+            raise usage_error("--test: only `tcu trigger crash --test` or `tcu trigger sos --test`")
         fields["test"] = True
     return say(control_of(args), fields)
 
 
-def run_status(args: argparse.Namespace | SimpleNamespace) -> int:
+def run_status(args: "argparse.Namespace | SimpleNamespace") -> int:
     return say(control_of(args), {"op": "status", "format": "json" if args.json else "text"})
 
 
-def run_reload(args: argparse.Namespace | SimpleNamespace) -> int:
+def run_reload(args: "argparse.Namespace | SimpleNamespace") -> int:
     """What the reload applied and what waits for a restart; exit 1 if it was refused."""
     return say(control_of(args), {"op": "reload", "format": "text"}, timeout_s=30.0)
