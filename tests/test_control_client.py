@@ -100,9 +100,9 @@ def test_json_string_is_read_back_by_json(text: str) -> None:
 
 
 @contextlib.contextmanager
-def older_unit(path: str, daemon_control: str) -> Iterator[None]:
+def older_unit(path: str, daemon_control: str, seen: list[str]) -> Iterator[None]:
     """A unit from before the text frames: JSON lines only, each passed to the real unit's
-    JSON answer (so the answers are real)."""
+    JSON answer (so the answers are real); seen collects the ops it was asked."""
     server = socket.socket(socket.AF_UNIX)
     server.bind(path)
     server.listen(4)
@@ -114,6 +114,7 @@ def older_unit(path: str, daemon_control: str) -> Iterator[None]:
                 with conn, conn.makefile("rwb") as lines:
                     for line in lines:
                         request: dict[str, Any] = {k: v for k, v in json.loads(line).items() if k != "format"}
+                        seen.append(request["op"])
                         lines.write(control_json_ask(daemon_control, request))
                         lines.flush()
 
@@ -132,13 +133,14 @@ def control_json_ask(control: str, request: dict[str, Any]) -> bytes:
 
 def test_an_older_unit_answering_json_gets_the_same_lines(
         unit: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    old = str(tmp_path / "old.sock")
-    with older_unit(old, unit):
+    old, seen = str(tmp_path / "old.sock"), []
+    with older_unit(old, unit, seen):
         for argv in (["trigger", "crash"], ["trigger", "clear", "crash"], ["trigger", "cancel", "crash"]):
             said = []
             for control in (unit, old):
                 code = cli.main([*argv, "--control", control])
                 said.append((code, *capsys.readouterr()))
             assert said[0] == said[1], argv
+        assert seen == ["trigger", "clear", "status", "cancel"]  # each request sent once
         assert cli.main(["status", "--json", "--control", old]) == 0
         assert json.loads(capsys.readouterr().out)["sessions"][0]["trigger"] == "crash"

@@ -99,7 +99,7 @@ def answer_of(path: str, fields: dict[str, str | bool], timeout_s: float = 5.0) 
     if data.startswith(b"{"):  # a unit older than the text frames
         from tcu.tools.control_json import rendered
 
-        return rendered(path, fields, timeout_s)
+        return rendered(path, fields, data, timeout_s)
     header, _, body = data.partition(b"\n")
     words = header.split(b" ")
     if len(words) != 4 or words[0] != b"text" or not words[1].isdigit() or words[2] not in (b"out", b"err"):

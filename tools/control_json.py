@@ -17,7 +17,11 @@ from tcu.tools.control_cmd import exchange
 
 def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str, Any]:
     """Send one request to the unit at path; its answer, or LinkError."""
-    data = exchange(path, json.dumps(request).encode() + b"\n", timeout_s)
+    return answer_in(path, exchange(path, json.dumps(request).encode() + b"\n", timeout_s))
+
+
+def answer_in(path: str, data: bytes) -> dict[str, Any]:
+    """The JSON object the unit at path answered with data, or LinkError."""
     try:
         answer = json.loads(data)
     except ValueError:
@@ -27,7 +31,7 @@ def ask(path: str, request: dict[str, Any], timeout_s: float = 5.0) -> dict[str,
     return answer
 
 
-def rendered(path: str, request: dict[str, Any], timeout_s: float) -> tuple[int, str, str]:
-    """What a unit that answers only JSON lines would have said in a text frame."""
-    plain = {key: value for key, value in request.items() if key != "format"}
-    return render(request, ask(path, plain, timeout_s), lambda: ask(path, {"op": "status"}).get("status", {}))
+def rendered(path: str, request: dict[str, Any], data: bytes, timeout_s: float) -> tuple[int, str, str]:
+    """What a unit that answers only JSON lines (data, its answer to request) would have said in
+    a text frame. The request is not sent again: a clear only asks for the status after it."""
+    return render(request, answer_in(path, data), lambda: ask(path, {"op": "status"}, timeout_s).get("status", {}))
