@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tcu.tools.control_cmd import ask
+from tcu.tools.control_json import ask
 
 REPO = Path(__file__).resolve().parents[1]
 TRACES = REPO.parent / "shared" / "traces" / "gpsd"

@@ -5,7 +5,8 @@ no positions at all (heartbeats only, for GPS health); a session switches positi
 The control socket (owner-only Unix socket, one JSON object per line each way) takes
 {"op": "trigger" | "clear" | "cancel", "kind": NAME}, {"op": "status"}, {"op": "reload"} and
 {"op": "schedule", "entries": [{"in_s": S, "op": ..., "kind": ...}]} / {"op": "unschedule", "id": N}
-(emulator/schedule.py: triggers the unit carries out later, on its monotonic clock).
+(emulator/schedule.py: triggers the unit carries out later, on its monotonic clock); with
+"format": "text" or "json" it answers with the lines `tcu` prints (emulator/control_text.py).
 
 A reload (SIGHUP, or the reload op) re-reads the config file and applies what can change
 in a running unit (emulator/reload.py); the rest waits for a restart.
@@ -24,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from tcu.emulator import control_text
 from tcu.emulator.config import Config
 from tcu.emulator.credentials import Credentials
 from tcu.emulator.crypto import load_e2e_key, load_public_key
@@ -297,10 +299,15 @@ class _Handler(socketserver.StreamRequestHandler):
         with contextlib.suppress(OSError):  # the client went away before its answer: nobody to tell
             for line in self.rfile:
                 try:
-                    answer = daemon.request(json.loads(line))
+                    request = json.loads(line)
                 except ValueError:
-                    answer = {"ok": False, "error": "a request is one JSON object per line"}
-                self.wfile.write(json.dumps(answer).encode() + b"\n")
+                    request, answer = None, {"ok": False, "error": "a request is one JSON object per line"}
+                else:
+                    answer = daemon.request(request)
+                if isinstance(request, dict) and request.get("format") in control_text.FORMATS:
+                    self.wfile.write(control_text.frame(*control_text.render(request, answer, daemon.status)))
+                else:
+                    self.wfile.write(json.dumps(answer).encode() + b"\n")
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

@@ -72,11 +72,13 @@ def test_top_level_help_imports_no_command() -> None:
 
 
 def test_trigger_and_status_load_only_the_standard_library_and_the_control_client() -> None:
-    """The spawn-time target of `tcu trigger` / `tcu status` (bench/spawn_time.py) rests on this."""
+    """Through argparse too (`--help`, an option the fast path leaves to it), no HAL, MQTT or CBOR;
+    the fast path itself: tests/test_control_client.py."""
     for argv in (["trigger", "crash"], ["status", "--json"]):
         loaded = json.loads(python(COMMAND_MODULES, *argv))
         assert [m for m in loaded if m.startswith("tcu.tools")] == ["tcu.tools", "tcu.tools.cli",
-                                                                     "tcu.tools.control_cmd"], argv
+                                                                     "tcu.tools.control_cmd",
+                                                                     "tcu.tools.control_parser"], argv
         assert [m.split(".")[0] for m in loaded if not m.startswith("tcu")] == [], argv
 
 

@@ -4,11 +4,9 @@ A TcuError (bad input from the user, a receiver or the network) prints one clear
 exits 2; anything else is a bug and keeps its traceback.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`, and tcu.firmware.errors only on a failure: each is an
+# import `tcu trigger` would pay for at every start (README, "Spawn time").
 import sys
-
-from tcu.firmware.errors import TcuError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -20,8 +18,8 @@ if TYPE_CHECKING:
 COMMANDS = {
     "replay": "replay_cmd", "fixes": "fixes_cmd", "backend": "backend", "demo": "demo",
     "record": "record_cmd", "replay-serial": "replay_serial_cmd", "doctor": "doctor_cmd",
-    "audit": "audit_cmd", "run": "run_cmd", "trigger": "control_cmd", "status": "control_cmd",
-    "reload": "control_cmd", "msd": "msd_cmd", "modem-sim": "modem_sim_cmd", "fleet": "fleet_cmd",
+    "audit": "audit_cmd", "run": "run_cmd", "trigger": "control_parser", "status": "control_parser",
+    "reload": "control_parser", "msd": "msd_cmd", "modem-sim": "modem_sim_cmd", "fleet": "fleet_cmd",
 }
 
 
@@ -47,7 +45,7 @@ SUMMARIES = {
 }
 
 
-def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> "argparse.ArgumentParser":
     """The parser for one command, importing only its module; without a known command, the
     list of commands (what `tcu --help` and a mistyped command need), importing none."""
     import argparse
@@ -77,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         print("tcu " + _version())
         return 0
     args: argparse.Namespace | SimpleNamespace | None = None
-    if argv and argv[0] in ("trigger", "status"):  # the tester's hot path: no argparse
+    if argv and argv[0] in ("trigger", "status", "reload"):  # the tester's hot path: no argparse
         from tcu.tools.control_cmd import fast_args
 
         args = fast_args(argv)
@@ -85,14 +83,18 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser(argv[0] if argv else None).parse_args(argv)
     try:
         return int(args.run(args))
-    except TcuError as err:
-        print("tcu %s: error: %s" % (args.command, err), file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `tcu fixes ... | head`
         sys.stderr.close()
         return 0
+    except Exception as err:
+        from tcu.firmware.errors import TcuError
+
+        if not isinstance(err, TcuError):
+            raise  # a bug: its traceback
+        print("tcu %s: error: %s" % (args.command, err), file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

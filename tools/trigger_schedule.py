@@ -27,7 +27,8 @@ from typing import Any
 
 from tcu.emulator.schedule import MAX_DELAY_S
 from tcu.firmware.errors import UsageError
-from tcu.tools.control_cmd import ask, control_of, parse_words
+from tcu.tools.control_cmd import control_of, parse_words
+from tcu.tools.control_json import ask
 
 _OFFSET = re.compile(r"^\+(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 _CLOCK = re.compile(r"^\d{1,2}:\d{2}(?::\d{2})?$")
