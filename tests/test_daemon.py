@@ -145,11 +145,11 @@ def test_a_signed_lawful_request_starts_tracking_and_its_expiry_ends_it(mosquitt
         assert status()["sessions"] == []  # a command signed with another key changed nothing
 
         sent = tcu("backend", "command", "lawful-request", "--broker", mosquitto.url, "--unit", UNIT,
-                   "--case", "court-order-7", "--for", "3s", "--key", str(keys / "backend.key"))
+                   "--case", "court-order-7", "--for", "8s", "--key", str(keys / "backend.key"))
         assert sent.returncode == 0, sent.stderr
         assert wait_until(lambda: [s["purpose"] for s in status()["sessions"]] == ["lawful_request"])
         assert wait_until(lambda: any(r["type"] == "report" for r in backend.records))
-        assert wait_until(lambda: status()["state"] == "dormant", timeout=10)  # its expiry ended it
+        assert wait_until(lambda: status()["state"] == "dormant", timeout=20)  # its expiry ended it
         kinds = [(r["type"], r.get("reason"), r.get("purpose")) for r in backend.records if r["type"] != "report"]
         assert kinds[0][0] == "command_response"
         assert ("session_start", None, "lawful_request") in kinds
