@@ -19,11 +19,11 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from functools import reduce
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+from helpers import angle, nmea
 
 from tcu.protocol import messages
 
@@ -66,15 +66,6 @@ class SteppedClock:
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
-def nmea(body: str) -> bytes:
-    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
-
-
-def _angle(value: float, digits: int, hemis: str) -> str:
-    degrees = int(abs(value))
-    return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])
-
-
 class Receiver:
     """A 1 Hz receiver on a pty, at the true UTC time: a fix (RMC and GGA with a date) while
     `fix` is set, else searching (a void RMC, GGA quality 0: no position, no valid date)."""
@@ -88,7 +79,7 @@ class Receiver:
         self._thread.start()
 
     def _run(self) -> None:
-        pos = "%s,%s" % (_angle(LAT, 2, "NS"), _angle(LON, 3, "EW"))
+        pos = "%s,%s" % (angle(LAT, 2, "NS"), angle(LON, 3, "EW"))
         while not self._stop.is_set():
             now = datetime.now(UTC)
             hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")

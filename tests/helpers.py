@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import reduce
 from typing import Any
 
 TCU = [sys.executable, "-m", "tcu.tools.cli"]
@@ -46,3 +47,14 @@ def stop(proc: subprocess.Popen[Any], timeout_s: float = 15) -> int:
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
     return proc.wait(5)
+
+
+def nmea(body: str) -> bytes:
+    """One NMEA sentence with its checksum and CRLF."""
+    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
+
+
+def angle(value: float, digits: int, hemis: str) -> str:
+    """Degrees as NMEA's (d)ddmm.mmmmm,H."""
+    degrees = int(abs(value))
+    return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])

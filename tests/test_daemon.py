@@ -12,25 +12,15 @@ import sys
 import threading
 import time
 from datetime import UTC, datetime
-from functools import reduce
 from pathlib import Path
 
 import pytest
-from helpers import tcu, wait_until
+from helpers import angle, nmea, tcu, wait_until
 
 from tcu.tools.backend import Backend
 
 UNIT = "unit-run-1"
 LAT, LON = 48.1374300, 11.5754900
-
-
-def nmea(body: str) -> bytes:
-    return ("$%s*%02X\r\n" % (body, reduce(lambda a, c: a ^ ord(c), body, 0))).encode()
-
-
-def angle(value: float, digits: int, hemis: str) -> str:
-    degrees = int(abs(value))
-    return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])
 
 
 class LiveGps:
