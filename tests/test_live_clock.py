@@ -75,7 +75,7 @@ def test_the_status_message_says_its_time_is_the_system_clock_and_whether_ntp_ke
 
     monkeypatch.setattr(uplink, "ntp_synchronised", lambda: synchronised)
     for online in (True, False):
-        msg = messages.decode(uplink.status_payload(online))
-        assert msg.state & messages.STATE_TIME_NTP
-        assert bool(msg.state & messages.STATE_TIME_TRUSTED) is synchronised
-        assert bool(msg.state & messages.STATE_ONLINE) is online
+        state = messages.decode(uplink.status_payload(online)).state
+        assert state is not None and state & messages.STATE_TIME_NTP
+        assert bool(state & messages.STATE_TIME_TRUSTED) is synchronised
+        assert bool(state & messages.STATE_ONLINE) is online

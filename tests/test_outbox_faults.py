@@ -203,12 +203,13 @@ def test_status_is_online_while_connected_and_offline_after(mosquitto, tmp_path:
             while not seen and time.monotonic() < deadline:
                 got.wait(0.1)
         deadline = time.monotonic() + 5
-        while (not seen or messages.decode(seen[-1]).state & messages.STATE_ONLINE) and time.monotonic() < deadline:
+        online_bit = messages.STATE_ONLINE
+        while (not seen or (messages.decode(seen[-1]).state or 0) & online_bit) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
         client.disconnect()
         client.loop_stop()
-    online = [messages.decode(payload).state & ~(messages.STATE_TIME_NTP | messages.STATE_TIME_TRUSTED)
+    online = [(messages.decode(payload).state or 0) & ~(messages.STATE_TIME_NTP | messages.STATE_TIME_TRUSTED)
               for payload in seen]  # the time bits say only that the status's time is the system clock's
     assert online[0] == messages.STATE_ONLINE and online[-1] == 0  # online, then offline
     for payload in seen:
