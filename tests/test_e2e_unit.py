@@ -105,8 +105,9 @@ class Rig:
                     "--state", str(tmp / "state"), "--control", self.control, "--indicator", "file:%s" % self.led,
                     "--backend-key", str(self.keys / "backend.pub"))
         wait_until(lambda: os.path.exists(self.control) or self._died(), what="the unit's control socket")
-        wait_until(lambda: (s := self.status())["gps"]["has_fix"] and s["link"]["connected"] or self._died(),
-                   what="a GPS fix from the replay and the broker connected")
+        # Trusted time too: a short signed request is refused on untrusted time (README: Two clocks)
+        wait_until(lambda: (s := self.status())["gps"]["has_fix"] and s["time"]["trusted"] and s["link"]["connected"]
+                   or self._died(), what="a GPS fix (and its time) from the replay and the broker connected")
         self.first_fix_seen = time.time()  # the replay's first fix was written before this
 
     def _spawn(self, command: str, *args: str) -> None:
