@@ -18,12 +18,11 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
-from helpers import angle, nmea
+from helpers import PtyGps
 
 from tcu.protocol import messages
 
@@ -66,39 +65,11 @@ class SteppedClock:
                 "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"}
 
 
-class Receiver:
-    """A 1 Hz receiver on a pty, at the true UTC time: a fix (RMC and GGA with a date) while
-    `fix` is set, else searching (a void RMC, GGA quality 0: no position, no valid date)."""
+class Receiver(PtyGps):
+    """The rig's receiver at LAT, LON: searching (no fix, no valid date) until `fix` is set."""
 
     def __init__(self) -> None:
-        self.master, self._slave = os.openpty()
-        self.path = os.ttyname(self._slave)
-        self.fix = False
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        pos = "%s,%s" % (angle(LAT, 2, "NS"), angle(LON, 3, "EW"))
-        while not self._stop.is_set():
-            now = datetime.now(UTC)
-            hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")
-            if self.fix:
-                data = nmea("GPRMC,%s,A,%s,12.5,45.0,%s,,,A" % (hms, pos, dmy)) + \
-                    nmea("GPGGA,%s,%s,1,09,0.9,519.0,M,46.5,M,," % (hms, pos))
-            else:
-                data = nmea("GPRMC,%s,V,,,,,,,%s,,,N" % (hms, dmy)) + nmea("GPGGA,%s,,,,,0,00,99.99,,,,,," % hms)
-            try:
-                os.write(self.master, data)
-            except OSError:
-                return
-            self._stop.wait(1.0 - time.time() % 1.0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(3)
-        os.close(self.master)
-        os.close(self._slave)
+        super().__init__(fix=False, lat=LAT, lon=LON)
 
 
 class Peer:

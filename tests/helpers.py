@@ -8,8 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import reduce
 from typing import Any
 
@@ -58,3 +60,39 @@ def angle(value: float, digits: int, hemis: str) -> str:
     """Degrees as NMEA's (d)ddmm.mmmmm,H."""
     degrees = int(abs(value))
     return "%0*d%08.5f,%s" % (digits, degrees, (abs(value) - degrees) * 60, hemis[0] if value >= 0 else hemis[1])
+
+
+class PtyGps:
+    """A 1 Hz receiver on a pty at the true UTC time, each second on the second: RMC and GGA
+    with a fix (and a date) while `fix` is set, else searching (a void RMC, GGA quality 0: no
+    position, no valid date)."""
+
+    def __init__(self, fix: bool = True, lat: float = 48.1374300, lon: float = 11.5754900) -> None:
+        self.master, self._slave = os.openpty()
+        self.path = os.ttyname(self._slave)
+        self.fix = fix
+        self._pos = "%s,%s" % (angle(lat, 2, "NS"), angle(lon, 3, "EW"))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def epoch(self, now: datetime) -> bytes:
+        hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")
+        if self.fix:
+            return nmea("GPRMC,%s,A,%s,12.5,45.0,%s,,,A" % (hms, self._pos, dmy)) + \
+                nmea("GPGGA,%s,%s,1,09,0.9,519.0,M,46.5,M,," % (hms, self._pos))
+        return nmea("GPRMC,%s,V,,,,,,,%s,,,N" % (hms, dmy)) + nmea("GPGGA,%s,,,,,0,00,99.99,,,,,," % hms)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                os.write(self.master, self.epoch(datetime.now(UTC)))
+            except OSError:
+                return
+            self._stop.wait(1.0 - time.time() % 1.0)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
+        os.close(self.master)
+        os.close(self._slave)

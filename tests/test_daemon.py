@@ -9,13 +9,12 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers import angle, nmea, tcu, wait_until
+from helpers import PtyGps, tcu, wait_until
 
 from tcu.tools.backend import Backend
 
@@ -23,34 +22,7 @@ UNIT = "unit-run-1"
 LAT, LON = 48.1374300, 11.5754900
 
 
-class LiveGps:
-    """A receiver on a pty: RMC and GGA every second, stamped with the current UTC time."""
-
-    def __init__(self) -> None:
-        self.master, slave = os.openpty()
-        self.path = os.ttyname(slave)
-        self._slave = slave
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            now = datetime.now(UTC)
-            hms, dmy = now.strftime("%H%M%S.00"), now.strftime("%d%m%y")
-            pos = "%s,%s" % (angle(LAT, 2, "NS"), angle(LON, 3, "EW"))
-            try:
-                os.write(self.master, nmea("GPRMC,%s,A,%s,12.5,45.0,%s,,,A" % (hms, pos, dmy))
-                         + nmea("GPGGA,%s,%s,1,09,0.9,519.0,M,46.5,M,," % (hms, pos)))
-            except OSError:
-                return
-            self._stop.wait(1.0 - time.time() % 1.0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(3)
-        os.close(self.master)
-        os.close(self._slave)
+LiveGps = PtyGps  # a receiver with a fix at LAT, LON (other test modules import it from here)
 
 
 def test_run_trigger_status_and_a_clean_stop(mosquitto, tmp_path: Path) -> None:
