@@ -1,5 +1,5 @@
 """`tcu modem-sim`'s I/O around the ModemModel: its AT port (a pty, or a loopback TCP port),
-its NMEA port, its data relay, its control socket and its scenario timeline.
+its NMEA port, its control socket and its scenario timeline (the data relay: modem_relay.py).
 
 - AT port: a pseudo-terminal (a symlink at --link) or --listen tcp://127.0.0.1:PORT (the unit
   opens socket://127.0.0.1:PORT). A reset closes the port and creates a new one (a new pty
@@ -24,19 +24,14 @@ import sys
 import threading
 import time
 import tty
-from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
+from tcu.emulator.modem_relay import DEBUG, Relay
 from tcu.emulator.modem_sim import ModemModel, SimState
 from tcu.firmware.errors import UsageError
 
 RESET_S = 1.0  # a modem reset: ports gone this long
-# A connect this soon after coverage went is a race the unit cannot win (its +CEREG URC is
-# on the way; on a loaded 2-core machine the unit's threads were seen to lag up to 1.4 s):
-# counted apart from connects_unregistered.
-RACE_S = 1.5
-DEBUG = bool(os.environ.get('TCU_SIM_DEBUG'))
 
 
 def _on_off(value: Any) -> bool:
@@ -96,93 +91,6 @@ def apply(sim: ModemSim, op: str, value: Any = None) -> dict[str, Any]:
     return state
 
 
-class Relay:
-    """The data path: LISTEN -> BROKER while the modem is registered for data, a black hole
-    otherwise."""
-
-    def __init__(self, listen: tuple[str, int], broker: tuple[str, int], up: Callable[[], bool],
-                 down_since: Callable[[], float | None] = lambda: None) -> None:
-        self.broker = broker
-        self.up = up
-        self.down_since = down_since
-        self.connects = 0
-        self.connects_unregistered = 0
-        self.connects_racing = 0
-        self._server = socket.create_server(listen, reuse_port=False)
-        self.port = self._server.getsockname()[1]
-        threading.Thread(target=self._accept, name="relay-accept", daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            self.connects += 1
-            if not self.up():
-                since = self.down_since()
-                if since is not None and time.monotonic() - since < RACE_S:
-                    self.connects_racing += 1
-                else:
-                    self.connects_unregistered += 1
-                    print("tcu modem-sim: a connect to the data relay %s while unregistered (%.1f s after coverage "
-                          "went)%s" % (client.getpeername(), time.monotonic() - since if since else -1,
-                                       " %.3f" % time.time() if DEBUG else ""),
-                          file=sys.stderr, flush=True)
-                threading.Thread(target=self._black_hole, args=(client, None), daemon=True).start()
-                continue
-            try:
-                upstream = socket.create_connection(self.broker, timeout=5)
-            except OSError:
-                client.close()  # the broker itself is down: that is a refusal, not a tunnel
-                continue
-            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
-
-    def _pump(self, client: socket.socket, upstream: socket.socket) -> None:
-        peers = {client: upstream, upstream: client}
-        try:
-            while True:
-                readable, _, _ = select.select(list(peers), [], [], 0.1)
-                if not self.up():
-                    self._black_hole(client, upstream)
-                    return
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if not data:
-                        return
-                    peers[sock].sendall(data)
-        except OSError:
-            pass
-        finally:
-            client.close()
-            upstream.close()
-
-    def _black_hole(self, client: socket.socket, upstream: socket.socket | None) -> None:
-        """Read and drop, both ways, until the unit gives up and closes (its FIN is the
-        only one): a tunnel sends nothing back."""
-        socks = [client] + ([upstream] if upstream else [])
-        try:
-            while True:
-                readable, _, _ = select.select(socks, [], [], 0.5)
-                for sock in readable:
-                    data = sock.recv(65536)
-                    if DEBUG and sock is client and data:
-                        print("black hole got %r" % data[:60], file=sys.stderr, flush=True)
-                    if not data:
-                        if sock is client:
-                            return
-                        socks.remove(sock)  # the broker gave up on it: nothing more from there
-        except OSError:
-            pass
-        finally:
-            client.close()
-            if upstream:
-                upstream.close()
-
-    def close(self) -> None:
-        self._server.close()
-
-
 class ModemSim:
     def __init__(self, model: ModemModel, link: str | None = None, listen: tuple[str, int] | None = None,
                  nmea_link: str | None = None) -> None:
@@ -200,6 +108,11 @@ class ModemSim:
         self._nmea: tuple[int, int] | None = None
         self._down_until = 0.0
         self._closing = False
+        # Only the serve thread closes or reopens the ports: another thread closing an fd that
+        # select() waits on gets EBADF there, or worse its number reused by the next pty opened
+        self._serving: threading.Thread | None = None
+        self._served = threading.Event()
+        self._reset_asked = False
         model.on_reset = self.reset
         self._open_ports()
 
@@ -251,7 +164,16 @@ class ModemSim:
         return self.link or (os.ttyname(self._slave) if self._slave is not None else "")
 
     def reset(self) -> None:
-        """The modem restarts: its ports vanish for RESET_S and come back new."""
+        """The modem restarts: its ports vanish for RESET_S and come back new. Asked from
+        another thread (the control socket), the serve loop does it at its next turn."""
+        if self._serving is not None and threading.current_thread() is not self._serving:
+            self._reset_asked = True
+            self.kick()
+            return
+        self._reset_now()
+
+    def _reset_now(self) -> None:
+        self._reset_asked = False
         with self.lock:
             self.resets += 1
             self._close_ports()
@@ -275,42 +197,55 @@ class ModemSim:
 
     # -- the loop --------------------------------------------------------------------------
     def serve(self) -> None:
-        self.model.boot()
-        while not self._closing:
+        """The modem's loop, until close(): the only thread that touches the ports' fds."""
+        self._serving = threading.current_thread()
+        try:
+            self.model.boot()
+            while not self._closing:
+                self._turn()
+        finally:
+            self._served.set()
+
+    def _turn(self) -> None:
+        """Say what the modem has to say, then wait (at most 0.2 s) for the unit's bytes."""
+        if self._reset_asked:
+            self._reset_now()
+        with self.lock:
+            if self._down_until and time.monotonic() >= self._down_until:
+                self._down_until = 0.0
+                self._open_ports()
+                self.model.output()  # what was said to the dead port is gone
+                self.model.boot()
+            fd = self._fd
+            out = self.model.output() if fd is not None else b""
+        if out and fd is not None:
+            self._write(fd, out)
+        waits = [self._wake_r] + ([fd] if fd is not None else [])
+        if self._server is not None and self._sock is None and not self._down_until:
+            waits.append(self._server.fileno())
+        readable, _, _ = select.select(waits, [], [], 0.2)
+        if self._wake_r in readable:
+            os.read(self._wake_r, 4096)
+        if self._server is not None and self._server.fileno() in readable:
+            self._sock, _ = self._server.accept()
             with self.lock:
-                if self._down_until and time.monotonic() >= self._down_until:
-                    self._down_until = 0.0
-                    self._open_ports()
-                    self.model.output()  # what was said to the dead port is gone
-                    self.model.boot()
-                fd = self._fd
-                out = self.model.output() if fd is not None else b""
-            if out and fd is not None:
-                self._write(fd, out)
-            waits = [self._wake_r] + ([fd] if fd is not None else [])
-            if self._server is not None and self._sock is None and not self._down_until:
-                waits.append(self._server.fileno())
-            readable, _, _ = select.select(waits, [], [], 0.2)
-            if self._wake_r in readable:
-                os.read(self._wake_r, 4096)
-            if self._server is not None and self._server.fileno() in readable:
-                self._sock, _ = self._server.accept()
-                with self.lock:
-                    self._fd = self._sock.fileno()
-                continue
-            if fd is not None and fd in readable:
-                try:
-                    data = os.read(fd, 4096)
-                except OSError:
-                    data = b""  # no process has the pty open (EIO): wait for one
-                    time.sleep(0.05)
-                if not data and self._sock is not None:
-                    with self.lock:
-                        self._sock.close()
-                        self._sock, self._fd = None, None
-                    continue
-                with self.lock:
-                    self.model.feed(data)
+                self._fd = self._sock.fileno()
+        elif fd is not None and fd in readable:
+            self._read(fd)
+
+    def _read(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 4096)
+        except OSError:
+            data = b""  # no process has the pty open (EIO): wait for one
+            time.sleep(0.05)
+        if not data and self._sock is not None:  # the TCP peer hung up: wait for the next
+            with self.lock:
+                self._sock.close()
+                self._sock, self._fd = None, None
+            return
+        with self.lock:
+            self.model.feed(data)
 
     def _write(self, fd: int, data: bytes) -> None:
         view = memoryview(data)
@@ -321,8 +256,11 @@ class ModemSim:
             pass  # a unit that does not read loses what the modem said, as on a UART
 
     def close(self) -> None:
+        """Stop the serve loop (and wait for it, from another thread), then close the ports."""
         self._closing = True
         self.kick()
+        if self._serving is not None and threading.current_thread() is not self._serving:
+            self._served.wait(5)
         with self.lock:
             self._close_ports()
             if self._server is not None:
@@ -333,6 +271,11 @@ class ModemSim:
             if link and os.path.islink(link):
                 with contextlib.suppress(OSError):
                     os.unlink(link)
+        if self._serving is None or self._served.is_set():  # else a stuck loop may still kick
+            for fd in (self._wake_r, self._wake_w):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r = self._wake_w = -1  # a late kick() gets EBADF, never a reused fd
 
 
 class _Handler(socketserver.StreamRequestHandler):

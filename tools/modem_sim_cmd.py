@@ -6,7 +6,8 @@
     tcu modem-sim ctl signal -110
     tcu modem-sim ctl reset
 
-See emulator/modem_sim.py (the conversation) and emulator/modem_sim_io.py (ports, relay).
+See emulator/modem_sim.py (the conversation), emulator/modem_sim_io.py (ports) and
+emulator/modem_relay.py (the data path).
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from tcu.emulator.modem_sim_io import ModemSim, Relay, new_model, run_scenario, serve_control
+    from tcu.emulator.modem_relay import Relay
+    from tcu.emulator.modem_sim_io import ModemSim, new_model, run_scenario, serve_control
     from tcu.hal.sms_pdu import decode_pdu
 
     if args.link and args.listen:
