@@ -6,6 +6,7 @@ over the wire: DUP on resends, in-flight never above Receive Maximum, packet siz
 client's publishes stay in flight, as when a broker dies before acknowledging them.
 `cut_acks()` does that for good on the connections open now (new ones are not affected): a
 broker about to be killed acknowledges nothing more that the client could learn of.
+`drop()` cuts the connections open now, as a failing network path does.
 """
 
 from __future__ import annotations
@@ -81,6 +82,21 @@ class MqttProxy:
     def cut_acks(self) -> None:
         with self._lock:
             self._cut.update(self._inflight)
+
+    def drop(self) -> None:
+        """Cut every connection open now (both sides see the TCP connection end); new ones are
+        accepted as before: a network path that failed and came back."""
+        with self._lock:
+            socks, self._socks = self._socks, []
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def connections(self) -> int:
+        with self._lock:
+            return self._conns
 
     def publishes(self) -> list[Packet]:
         with self._lock:

@@ -60,6 +60,11 @@ class Backend:
         self.sealed_unopened = 0  # sealed end to end, and no --e2e-key
         self.gaps = seq_gaps.SeqGaps()
         self._lost = self._closing = False
+        # The broker connection's number, raised when it is lost: an acknowledgement belongs to the
+        # connection its message came by (MQTT 5 4.4), so one of an older connection is dropped,
+        # never sent on the next, where its packet id names another message or a redelivery.
+        self._link = 0
+        self.stale_acks = 0  # acknowledgements dropped so: the broker redelivers those messages
         self._in_callback = 0
         self._on_note = on_note  # a live remark: a gap, a sealed uplink, the broker lost or back
         self._on_record = on_record
@@ -101,6 +106,8 @@ class Backend:
             self._note("the broker %s is back; subscribed again" % redact_url(self.url or ""))
 
     def _on_disconnect(self, client: mqtt.Client, *args: object) -> None:
+        with self._cond:  # before paho reconnects, in this same thread; flush() acks under it
+            self._link += 1
         if not self._closing and not self._lost:
             self._lost = True
             self._note("lost the broker %s; reconnecting (its session keeps what arrives meanwhile)"
@@ -125,7 +132,15 @@ class Backend:
 
     def _handle(self, client: mqtt.Client, message: mqtt.MQTTMessage) -> bool:
         """Decode one message; True when it waits in the batch (flush() acknowledges it)."""
-        return self.ingest(message.topic, bytes(message.payload), lambda: client.ack(message.mid, message.qos))
+        link = self._link  # this thread is the one that raises it: the connection message came by
+        return self.ingest(message.topic, bytes(message.payload), lambda: self._ack(client, message, link))
+
+    def _ack(self, client: mqtt.Client, message: mqtt.MQTTMessage, link: int) -> None:
+        """Acknowledge on the connection the message came by, or not at all (flush() holds _cond)."""
+        if link != self._link:
+            self.stale_acks += 1  # the broker sends it again (a persistent session) or forgot it
+            return
+        client.ack(message.mid, message.qos)
 
     def ingest_sms(self, pdu: str) -> int:
         """An SMS copy (tools/backend_sms.py): its uplinks stored as if they came by MQTT,
