@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-PUBLISH, CONNECT, CONNACK, PUBACK = 3, 1, 2, 4
+PUBLISH, CONNECT, CONNACK, PUBACK, SUBACK = 3, 1, 2, 4, 9
 
 
 @dataclass
@@ -93,10 +93,6 @@ class MqttProxy:
                 sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-
-    def connections(self) -> int:
-        with self._lock:
-            return self._conns
 
     def publishes(self) -> list[Packet]:
         with self._lock:

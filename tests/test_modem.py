@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import wait_until
 
 from tcu.emulator.modem_sim import ICCID, IMEI, IMSI
 from tcu.emulator.modem_sim_io import ModemSim, apply, new_model
@@ -149,7 +150,7 @@ def test_close_ends_the_serve_loop_first_and_leaves_no_fd_open(tmp_path: Path) -
             port = ModemPort(sim.at_path)
             ModemDriver(port).setup()
             apply(sim, "reset")  # from this thread: the serve loop does it
-            assert wait_for(lambda sim=sim: sim.resets == 1)
+            assert wait_until(lambda sim=sim: sim.resets == 1, timeout=5)
             port.close()
             sim.close()
             assert not thread.is_alive()  # close() returned after the loop ended
@@ -157,13 +158,6 @@ def test_close_ends_the_serve_loop_first_and_leaves_no_fd_open(tmp_path: Path) -
         assert errors == []
     finally:
         threading.excepthook = hook
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 5) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return condition()
 
 
 def test_scenario_timeline(tmp_path: Path) -> None:
